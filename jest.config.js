@@ -1,0 +1,11 @@
+// Jest runs the compiled tests (tsc -b first): no transform step, and the code under test is
+// exactly what ships. Three tiers, chosen by file name.
+const common = { testEnvironment: 'node', rootDir: __dirname, modulePathIgnorePatterns: ['<rootDir>/services/[^/]+/src/'] };
+
+module.exports = {
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/services/*/dist/**/*.test.js'], testPathIgnorePatterns: ['\\.int\\.test\\.js$', '\\.e2e\\.test\\.js$', '/node_modules/'] },
+    { ...common, displayName: 'integration', testMatch: ['<rootDir>/services/*/dist/**/*.int.test.js'] },
+    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/services/*/dist/**/*.e2e.test.js'] },
+  ],
+};

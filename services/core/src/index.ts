@@ -1,0 +1,7 @@
+export * from './config';
+export * from './errors';
+export * from './files';
+export * from './http';
+export * from './instruments';
+export * from './log';
+export * from './metrics';

@@ -1,0 +1,7 @@
+export * from './config';
+export * from './enrollment';
+export * from './ood-escape';
+export * from './ood-index';
+export * from './schema';
+export * from './store';
+export * from './usermap';
