@@ -38,7 +38,6 @@ import { createViews } from './views';
 declare module 'express-session' {
   interface SessionData {
     identity?: SignedInIdentity;
-    idToken?: string;
     signedInAt?: number;
     csrf?: string;
     enrollmentId?: string;
@@ -125,7 +124,7 @@ export function createPortal(deps: PortalDeps): Portal {
     try {
       const identity = signedIn(req);
       if (!identity) {
-        res.type('html').send(views.render('landing', { title: 'Sign in', user: undefined, issuer, devIdp: devIdpEnabled }));
+        res.type('html').send(views.render('landing', { title: 'Sign in', user: undefined, issuer, devIdp: devIdpEnabled, signedOut: req.query.signed_out === '1' }));
         return;
       }
       const standing = standingOf(usermap.map, instruments, identity);
@@ -148,7 +147,8 @@ export function createPortal(deps: PortalDeps): Portal {
   app.get('/auth/login', async (req, res, next) => {
     try {
       const party = await relyingParty();
-      (passport.authenticate(party.name, { session: false }) as RequestHandler)(req, res, next);
+      // The demo provider keeps its own session; asking again lets people switch demo identities.
+      (passport.authenticate(party.name, { session: false, ...(devIdpEnabled ? { prompt: 'login' } : {}) }) as RequestHandler)(req, res, next);
     } catch (err) {
       next(err);
     }
@@ -162,7 +162,7 @@ export function createPortal(deps: PortalDeps): Portal {
       next(err);
       return;
     }
-    (passport.authenticate(party.name, { session: false }, (err: unknown, user: { identity: SignedInIdentity; idToken?: string } | false, info: { message?: string } | undefined) => {
+    (passport.authenticate(party.name, { session: false }, (err: unknown, user: { identity: SignedInIdentity } | false, info: { message?: string } | undefined) => {
       if (err || !user) {
         const why = err instanceof Error ? err.message : (info?.message ?? 'no user');
         log.warn({ reason: why, code: (err as { code?: string } | null)?.code, detail: describeCause(err) }, 'sign-in refused');
@@ -176,7 +176,6 @@ export function createPortal(deps: PortalDeps): Portal {
           return;
         }
         req.session.identity = user.identity;
-        req.session.idToken = user.idToken;
         req.session.signedInAt = Date.now();
         req.session.csrf = randomBytes(24).toString('base64url');
         log.info({ iss: user.identity.iss, sub: user.identity.sub }, 'signed in');
@@ -190,14 +189,15 @@ export function createPortal(deps: PortalDeps): Portal {
       next(new AppError('logout without a valid CSRF token', { code: 'csrf', status: 403, publicMessage: 'This form has expired. Reload the page and try again.' }));
       return;
     }
-    const idToken = req.session.idToken;
+    // Only the cloudlet session ends: the person may still be signed in at their institution,
+    // which the landing page says.
     req.session.destroy((err) => {
       if (err) {
         next(err);
         return;
       }
       res.clearCookie('cloudlet.sid', { path: '/' });
-      res.redirect(303, rp?.endSessionUrl(idToken, `${publicUrl}/`) ?? '/');
+      res.redirect(303, '/?signed_out=1');
     });
   });
 
@@ -214,7 +214,7 @@ export function createPortal(deps: PortalDeps): Portal {
       if (devIdpEnabled) {
         issuer = `${publicUrl}${DEV_IDP_PATH}`;
         clientSecret = readOrCreateSecretFile(config.oidc.client_secret_file);
-        devIdp = await createDevIdp({ issuer, clientId: config.oidc.client_id, clientSecret, redirectUri: `${publicUrl}/auth/callback`, postLogoutRedirectUri: `${publicUrl}/`, identities: config.dev_idp.identities, stateDir: deps.site.state_dir, views, log });
+        devIdp = await createDevIdp({ issuer, clientId: config.oidc.client_id, clientSecret, redirectUri: `${publicUrl}/auth/callback`, identities: config.dev_idp.identities, stateDir: deps.site.state_dir, views, log });
       } else {
         issuer = config.oidc.issuer;
         clientSecret = readSecretFile(config.oidc.client_secret_file);

@@ -33,7 +33,6 @@ async function main(): Promise<void> {
     clientId: options.clientId,
     clientSecret: fs.readFileSync(options.clientSecretFile, 'utf8').trim(),
     redirectUri: options.redirectUri,
-    postLogoutRedirectUri: options.redirectUri,
     identities: options.identities,
     stateDir: options.stateDir,
     views: createViews('Demo provider'),

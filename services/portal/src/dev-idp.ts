@@ -20,7 +20,6 @@ export interface DevIdpOptions {
   clientId: string;
   clientSecret: string;
   redirectUri: string;
-  postLogoutRedirectUri: string;
   identities: readonly DemoIdentity[];
   stateDir: string;
   views: Views;
@@ -42,7 +41,6 @@ export async function createDevIdp(options: DevIdpOptions): Promise<Router> {
         client_id: options.clientId,
         client_secret: options.clientSecret,
         redirect_uris: [options.redirectUri],
-        post_logout_redirect_uris: [options.postLogoutRedirectUri],
         grant_types: ['authorization_code'],
         response_types: ['code'],
         token_endpoint_auth_method: 'client_secret_basic',
@@ -60,7 +58,7 @@ export async function createDevIdp(options: DevIdpOptions): Promise<Router> {
     conformIdTokenClaims: false,
     scopes: ['openid', 'profile', 'email', 'org.cilogon.userinfo'],
     pkce: { required: () => true },
-    features: { devInteractions: { enabled: false }, rpInitiatedLogout: { enabled: true } },
+    features: { devInteractions: { enabled: false } },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${DEV_IDP_PATH}/interaction/${interaction.uid}` },
     findAccount: (_ctx: unknown, sub: string) => {
       const ident = bySub.get(sub);

@@ -33,7 +33,6 @@ export interface RelyingPartyOptions {
 export interface RelyingParty {
   strategy: PassportStrategy;
   name: string;
-  endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): string | undefined;
 }
 
 export async function createRelyingParty(options: RelyingPartyOptions): Promise<RelyingParty> {
@@ -83,19 +82,13 @@ export async function createRelyingParty(options: RelyingPartyOptions): Promise<
         idp: stringClaim(claims.idp_name) ?? stringClaim(claims.idp),
         eppn: stringClaim(claims.eppn),
       };
-      done(null, { identity, idToken: tokens.id_token });
+      done(null, { identity });
     },
   );
 
   return {
     strategy: strategy as unknown as PassportStrategy,
     name: 'oidc',
-    endSessionUrl(idTokenHint, postLogoutRedirectUri) {
-      if (!config.serverMetadata().end_session_endpoint) return undefined;
-      const params: Record<string, string> = { post_logout_redirect_uri: postLogoutRedirectUri, client_id: options.clientId };
-      if (idTokenHint) params.id_token_hint = idTokenHint;
-      return client.buildEndSessionUrl(config, params).href;
-    },
   };
 }
 

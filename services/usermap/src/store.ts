@@ -43,7 +43,10 @@ export interface UsermapStoreOptions {
 
 export class UsermapStore {
   private current: UserMap;
-  private watcher: fs.StatWatcher | undefined;
+  private watcher: NodeJS.Timeout | undefined;
+  private checking = false;
+  /** The file's stat when it was last read, good or bad. */
+  private seen: fs.Stats | undefined;
   private readonly listeners = new Set<(map: UserMap) => void>();
   /** Problems with the file on disk when it is not the map being served; empty when in sync. */
   problems: readonly string[] = [];
@@ -54,7 +57,9 @@ export class UsermapStore {
 
   /** Loads the file; refuses to start on an invalid one (there is no last good map yet). */
   static open(options: UsermapStoreOptions): UsermapStore {
+    const seen = statOrUndefined(options.file);
     const store = new UsermapStore(options, readUsermapFile(options.file));
+    store.seen = seen;
     store.writeIndex();
     return store;
   }
@@ -73,6 +78,7 @@ export class UsermapStore {
    * the last good map stays and every problem is logged. Returns whether the new map took.
    */
   reload(): boolean {
+    this.seen = statOrUndefined(this.options.file);
     try {
       const next = readUsermapFile(this.options.file, this.current.doc);
       this.current = next;
@@ -92,18 +98,37 @@ export class UsermapStore {
   }
 
   /**
-   * Watches the file (polling its stat, which also works over NFS and through the rename of an
-   * atomic write). Polling once a second costs one stat.
+   * Watches the file by polling its stat (which also works over NFS and sees the rename of an
+   * atomic write) against the stat taken when the served map was read, so an edit made before
+   * the watch began is not missed. One stat per interval.
    */
   watch(intervalMs = 1000): void {
     if (this.watcher) return;
-    this.watcher = fs.watchFile(this.options.file, { interval: intervalMs, persistent: false }, (now, before) => {
-      if (now.mtimeMs !== before.mtimeMs || now.ino !== before.ino || now.size !== before.size) this.reload();
-    });
+    this.watcher = setInterval(() => {
+      if (this.checking) return;
+      this.checking = true;
+      fs.promises
+        .stat(this.options.file)
+        .then((now) => {
+          const seen = this.seen;
+          if (!seen || now.mtimeMs !== seen.mtimeMs || now.ino !== seen.ino || now.size !== seen.size) {
+            this.seen = now;
+            this.reload();
+          }
+        })
+        .catch((err: unknown) => {
+          if (this.seen !== undefined) this.options.log.error({ file: this.options.file, error: errorMessage(err) }, 'usermap file unreadable; still serving the last good map');
+          this.seen = undefined;
+        })
+        .finally(() => {
+          this.checking = false;
+        });
+    }, intervalMs);
+    this.watcher.unref();
   }
 
   close(): void {
-    if (this.watcher) fs.unwatchFile(this.options.file);
+    if (this.watcher) clearInterval(this.watcher);
     this.watcher = undefined;
     this.listeners.clear();
   }
@@ -143,6 +168,14 @@ export async function updateUsermapFile(
 export function dumpUsermap(doc: UsermapDoc): string {
   const header = '# Cloudlet usermap (version 1). Edit with `cloudlet-usermap`, or by hand and run `cloudlet-usermap validate`.\n';
   return header + yaml.dump(doc, { noRefs: true, lineWidth: 120, sortKeys: false });
+}
+
+function statOrUndefined(file: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(file);
+  } catch {
+    return undefined;
+  }
 }
 
 function fileMode(file: string): number {
