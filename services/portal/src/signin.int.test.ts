@@ -131,6 +131,13 @@ describe('portal sign-in with the embedded provider', () => {
     expect(await replay.text()).toContain('id="sign-in"');
   });
 
+  test('metrics are served in Prometheus text format, labelled by route', async () => {
+    await fetch(`${portal.url}/healthz`);
+    const text = await (await fetch(`${portal.url}/metrics`)).text();
+    expect(text).toMatch(/http_request_duration_seconds_count\{[^}]*route="\/healthz"[^}]*\} [1-9]/);
+    expect(text).toContain('process_cpu_seconds_total');
+  });
+
   test('an unknown page is a 404 page, not a stack trace', async () => {
     const res = await fetch(`${portal.url}/no/such/page`, { headers: { accept: 'text/html' } });
     expect(res.status).toBe(404);
