@@ -5,3 +5,4 @@ export * from './http';
 export * from './instruments';
 export * from './log';
 export * from './metrics';
+export * from './rfb-auth';
