@@ -19,12 +19,14 @@ export class UserMap {
   private readonly byIdentity = new Map<string, Person>();
   private readonly byUsername = new Map<string, Person>();
   private readonly byId = new Map<string, Person>();
+  private readonly byUid = new Map<number, Person>();
 
   constructor(doc: UsermapDoc) {
     this.doc = doc;
     for (const p of doc.people) {
       this.byId.set(p.id, p);
       this.byUsername.set(p.account.username, p);
+      this.byUid.set(p.account.uid, p);
       for (const ident of p.identities) this.byIdentity.set(identityKey(ident.iss, ident.sub), p);
     }
   }
@@ -47,6 +49,10 @@ export class UserMap {
 
   personByUsername(username: string): Person | undefined {
     return this.byUsername.get(username);
+  }
+
+  personByUid(uid: number): Person | undefined {
+    return this.byUid.get(uid);
   }
 
   /** An active person's role on an instrument; suspended and retired people hold none. */

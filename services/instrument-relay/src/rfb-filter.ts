@@ -1,0 +1,140 @@
+/**
+ * The streaming parser of RFB client-to-server messages (RFC 6143 section 7.5) that stands
+ * between a browser and the instrument. It resumes on partial input, forwards whole messages
+ * only, drops input (keys, pointer, clipboard) from anyone not holding control, always drops
+ * xvp (type 250: shutdown or reboot of the instrument PC), caps every length, and refuses any
+ * message type it does not know, because an unparsed byte would desynchronize the stream.
+ */
+
+export const MSG = {
+  setPixelFormat: 0,
+  setEncodings: 2,
+  framebufferUpdateRequest: 3,
+  keyEvent: 4,
+  pointerEvent: 5,
+  clientCutText: 6,
+  xvp: 250,
+} as const;
+
+export const MAX_ENCODINGS = 64;
+export const MAX_CUT_TEXT = 256 * 1024;
+
+export type Verdict = 'forward' | 'drop';
+
+export interface ClientMessage {
+  type: number;
+  bytes: Buffer;
+}
+
+export interface FilterHooks {
+  /** Whether this connection may send input right now (holds control). */
+  mayControl(): boolean;
+  /** Called for each key event forwarded, so held keys can be released at hand-over. */
+  onKey?(down: boolean, keysym: number): void;
+  onPointer?(x: number, y: number, mask: number): void;
+}
+
+export class ProtocolViolation extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolViolation';
+  }
+}
+
+/** Bytes a message of `type` needs, given what has arrived; undefined until it can tell. */
+function messageLength(type: number, buf: Buffer): number | undefined {
+  switch (type) {
+    case MSG.setPixelFormat:
+      return 20;
+    case MSG.setEncodings: {
+      if (buf.length < 4) return undefined;
+      const n = buf.readUInt16BE(2);
+      if (n > MAX_ENCODINGS) throw new ProtocolViolation(`SetEncodings with ${n} encodings (limit ${MAX_ENCODINGS})`);
+      return 4 + 4 * n;
+    }
+    case MSG.framebufferUpdateRequest:
+      return 10;
+    case MSG.keyEvent:
+      return 8;
+    case MSG.pointerEvent:
+      return 6;
+    case MSG.clientCutText: {
+      if (buf.length < 8) return undefined;
+      const n = buf.readUInt32BE(4);
+      // The extended-clipboard form sets the top bit; it is just as capped.
+      const length = n & 0x80000000 ? 0x100000000 - n : n;
+      if (length > MAX_CUT_TEXT) throw new ProtocolViolation(`ClientCutText of ${length} bytes (limit ${MAX_CUT_TEXT})`);
+      return 8 + length;
+    }
+    case MSG.xvp:
+      return 4;
+    default:
+      throw new ProtocolViolation(`unknown client message type ${type}`);
+  }
+}
+
+export class ClientMessageFilter {
+  private pending: Buffer = Buffer.alloc(0);
+  /** Counts for the audit log. */
+  readonly dropped = { input: 0, xvp: 0 };
+
+  constructor(private readonly hooks: FilterHooks) {}
+
+  /**
+   * Feeds bytes from the browser; returns the bytes to send upstream (whole messages only).
+   * Throws ProtocolViolation on anything the relay must not pass on.
+   */
+  push(chunk: Buffer): Buffer {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const out: Buffer[] = [];
+    let offset = 0;
+    while (offset < this.pending.length) {
+      const rest = this.pending.subarray(offset);
+      const type = rest[0] as number;
+      const length = messageLength(type, rest);
+      if (length === undefined || rest.length < length) break;
+      const message = rest.subarray(0, length);
+      if (this.judge(type, message) === 'forward') out.push(message);
+      offset += length;
+    }
+    this.pending = Buffer.from(this.pending.subarray(offset));
+    return out.length === 1 ? Buffer.from(out[0] as Buffer) : Buffer.concat(out);
+  }
+
+  private judge(type: number, message: Buffer): Verdict {
+    switch (type) {
+      case MSG.xvp:
+        this.dropped.xvp++;
+        return 'drop';
+      case MSG.keyEvent:
+      case MSG.pointerEvent:
+      case MSG.clientCutText:
+        if (!this.hooks.mayControl()) {
+          this.dropped.input++;
+          return 'drop';
+        }
+        if (type === MSG.keyEvent) this.hooks.onKey?.(message.readUInt8(1) !== 0, message.readUInt32BE(4));
+        if (type === MSG.pointerEvent) this.hooks.onPointer?.(message.readUInt16BE(2), message.readUInt16BE(4), message.readUInt8(1));
+        return 'forward';
+      default:
+        return 'forward';
+    }
+  }
+}
+
+export function keyEvent(down: boolean, keysym: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt8(MSG.keyEvent, 0);
+  b.writeUInt8(down ? 1 : 0, 1);
+  b.writeUInt32BE(keysym, 4);
+  return b;
+}
+
+export function pointerEvent(x: number, y: number, mask: number): Buffer {
+  const b = Buffer.alloc(6);
+  b.writeUInt8(MSG.pointerEvent, 0);
+  b.writeUInt8(mask, 1);
+  b.writeUInt16BE(x, 2);
+  b.writeUInt16BE(y, 4);
+  return b;
+}
