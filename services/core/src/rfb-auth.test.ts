@@ -33,9 +33,13 @@ describe('VNC authentication', () => {
     expect(vncAuthMatches(c, Buffer.alloc(15), 'abcdefgh')).toBe(false);
   });
 
-  test('random passwords are 8 URL-safe characters and differ', () => {
-    const a = randomVncPassword();
-    expect(a).toMatch(/^[A-Za-z0-9_-]{8}$/);
-    expect(randomVncPassword()).not.toBe(a);
+  test('random passwords are 8 URL-safe characters starting with a letter, and differ', () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const p = randomVncPassword();
+      expect(p).toMatch(/^[A-Za-z][A-Za-z0-9_-]{7}$/);
+      seen.add(p);
+    }
+    expect(seen.size).toBe(2000);
   });
 });

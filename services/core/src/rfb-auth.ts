@@ -42,7 +42,14 @@ export function vncAuthMatches(challenge: Buffer, response: Buffer, password: st
   return timingSafeEqual(vncAuthResponse(challenge, password), response);
 }
 
-/** A random VNC password: 8 characters from a 64-symbol alphabet (48 bits). */
+const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/**
+ * A random VNC password: 8 URL-safe characters (about 47 bits). The first is a letter so the
+ * value never reads back from OOD's unquoted connection.yml as a number or a date.
+ */
 export function randomVncPassword(): string {
-  return randomBytes(6).toString('base64').replace(/\+/g, '-').replace(/\//g, '_');
+  const bytes = randomBytes(7);
+  const first = LETTERS[(bytes[6] as number) % LETTERS.length] as string;
+  return first + bytes.subarray(0, 6).toString('base64url').slice(0, 7);
 }

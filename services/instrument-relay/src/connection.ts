@@ -34,11 +34,12 @@ export class BrowserConnection {
   bytesUp = 0;
   bytesDown = 0;
   private upstream: net.Socket | undefined;
+  private upstreamData: ((fn: (chunk: Buffer) => void) => void) | undefined;
   private filter: ClientMessageFilter | undefined;
   private readonly heldKeys = new Set<number>();
   private pointer = { x: 0, y: 0, mask: 0 };
-  private outstanding = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  private lastActivity = Date.now();
   private pingTimer: NodeJS.Timeout | undefined;
   private alive = true;
   private closed = false;
@@ -116,9 +117,16 @@ export class BrowserConnection {
     return { user: this.session.username, session: this.session.id, instrument: this.session.instrument.id, role: this.privilege, remote: this.remote };
   }
 
+  /** A timestamp per message; one timer per connection checks it (cheaper than re-arming a timer per frame). */
   private touch(): void {
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.close(CLOSE.idle, 'idle timeout'), this.deps.idleTimeoutMs);
+    this.lastActivity = Date.now();
+    if (this.idleTimer) return;
+    const check = (): void => {
+      const idleFor = Date.now() - this.lastActivity;
+      if (idleFor >= this.deps.idleTimeoutMs) this.close(CLOSE.idle, 'idle timeout');
+      else this.idleTimer = setTimeout(check, this.deps.idleTimeoutMs - idleFor);
+    };
+    this.idleTimer = setTimeout(check, this.deps.idleTimeoutMs);
   }
 
   private send(data: Buffer): void {
@@ -164,6 +172,7 @@ export class BrowserConnection {
       throw new Error('browser left during the handshake');
     }
     this.upstream = upstream.socket;
+    this.upstreamData = (fn) => upstream.onData(fn);
     this.send(u32(0));
     await reader.read(1); // ClientInit: upstream is always shared, whatever the browser asked
     this.send(upstream.serverInit);
@@ -215,26 +224,40 @@ export class BrowserConnection {
       up(data);
     });
     if (early.length > 0) up(early);
-    upstream.on('data', (chunk: Buffer) => this.forwardDown(chunk));
+    this.upstreamData?.((chunk) => this.forwardDown(chunk));
     upstream.on('error', () => this.close(CLOSE.shutdown, 'instrument connection lost'));
     upstream.on('close', () => this.close(CLOSE.shutdown, 'instrument connection closed'));
   }
 
   /**
    * Instrument -> browser. A browser that stops reading stops the relay reading the instrument:
-   * the queue toward it is bounded by max_buffered_bytes, not by the browser's goodwill.
+   * what waits for it is bounded by max_buffered_bytes, not by the browser's goodwill.
    */
   private forwardDown(chunk: Buffer): void {
-    const upstream = this.upstream;
     this.bytesDown += chunk.length;
-    this.outstanding += chunk.length;
-    this.ws.send(chunk, { binary: true }, () => {
-      this.outstanding -= chunk.length;
-      if (upstream?.isPaused() && this.outstanding <= this.deps.maxBufferedBytes / 2) upstream.resume();
-    });
-    if (this.outstanding > this.deps.maxBufferedBytes) upstream?.pause();
+    this.ws.send(chunk, SEND_BINARY);
+    const upstream = this.upstream;
+    if (upstream && this.ws.bufferedAmount > this.deps.maxBufferedBytes && !upstream.isPaused()) {
+      upstream.pause();
+      this.resumeWhenDrained(upstream);
+    }
+  }
+
+  private resumeWhenDrained(upstream: net.Socket): void {
+    // ws exposes no drain event of its own; its socket's is the moment the queue moved.
+    const socket = (this.ws as unknown as { _socket?: net.Socket })._socket;
+    const check = (): void => {
+      if (this.closed) return;
+      if (this.ws.bufferedAmount <= this.deps.maxBufferedBytes / 2) upstream.resume();
+      else if (socket) socket.once('drain', check);
+      else setTimeout(check, 10);
+    };
+    if (socket) socket.once('drain', check);
+    else setTimeout(check, 10);
   }
 }
+
+const SEND_BINARY = { binary: true } as const;
 
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);

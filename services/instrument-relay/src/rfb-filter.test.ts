@@ -64,7 +64,21 @@ describe('ClientMessageFilter', () => {
     expect(keys).toEqual([[true, 0x63]]);
   });
 
+  test('extensions noVNC speaks to TigerVNC and QEMU pass; screen resizing and QEMU keys only for the controller', () => {
+    const fence = Buffer.from([MSG.clientFence, 0, 0, 0, 0x80, 0, 0, 3, 2, 0xaa, 0xbb]);
+    const continuous = Buffer.from([MSG.enableContinuousUpdates, 1, 0, 0, 0, 0, 4, 0, 3, 0]);
+    const resize = Buffer.concat([Buffer.from([MSG.setDesktopSize, 0, 4, 0, 3, 0, 1, 0]), Buffer.alloc(16)]);
+    const qemuKey = Buffer.from([MSG.qemu, 0, 0, 1, 0, 0, 0, 0x61, 0, 0, 0, 30]);
+    const all = Buffer.concat([fence, continuous, resize, qemuKey]);
+    expect(byteByByte(new ClientMessageFilter({ mayControl: () => true }), all).equals(all)).toBe(true);
+    const viewer = new ClientMessageFilter({ mayControl: () => false });
+    expect(byteByByte(viewer, all).equals(Buffer.concat([fence, continuous]))).toBe(true);
+    expect(viewer.dropped.input).toBe(2);
+  });
+
   test.each([
+    ['an oversized fence', Buffer.from([MSG.clientFence, 0, 0, 0, 0, 0, 0, 0, 200])],
+    ['a QEMU audio message', Buffer.from([MSG.qemu, 1, 0, 0])],
     ['an unknown message type', Buffer.from([99, 0, 0, 0])],
     ['too many encodings', Buffer.from([MSG.setEncodings, 0, 0xff, 0xff])],
     ['an oversized clipboard', (() => { const b = Buffer.alloc(8); b.writeUInt8(MSG.clientCutText, 0); b.writeUInt32BE(MAX_CUT_TEXT + 1, 4); return b; })()],

@@ -13,8 +13,16 @@ export const MSG = {
   keyEvent: 4,
   pointerEvent: 5,
   clientCutText: 6,
+  enableContinuousUpdates: 150,
+  clientFence: 248,
   xvp: 250,
+  setDesktopSize: 251,
+  qemu: 255,
 } as const;
+
+export const MAX_SCREENS = 16;
+const EMPTY = Buffer.alloc(0);
+export const MAX_FENCE_PAYLOAD = 64;
 
 export const MAX_ENCODINGS = 64;
 export const MAX_CUT_TEXT = 256 * 1024;
@@ -68,6 +76,26 @@ function messageLength(type: number, buf: Buffer): number | undefined {
     }
     case MSG.xvp:
       return 4;
+    // Extensions noVNC uses once a server (TigerVNC, QEMU) advertises them.
+    case MSG.enableContinuousUpdates:
+      return 10;
+    case MSG.clientFence: {
+      if (buf.length < 9) return undefined;
+      const n = buf.readUInt8(8);
+      if (n > MAX_FENCE_PAYLOAD) throw new ProtocolViolation(`ClientFence payload of ${n} bytes (limit ${MAX_FENCE_PAYLOAD})`);
+      return 9 + n;
+    }
+    case MSG.setDesktopSize: {
+      if (buf.length < 7) return undefined;
+      const screens = buf.readUInt8(6);
+      if (screens > MAX_SCREENS) throw new ProtocolViolation(`SetDesktopSize with ${screens} screens (limit ${MAX_SCREENS})`);
+      return 8 + 16 * screens;
+    }
+    case MSG.qemu: {
+      if (buf.length < 2) return undefined;
+      if (buf.readUInt8(1) !== 0) throw new ProtocolViolation(`QEMU client message subtype ${buf.readUInt8(1)}`);
+      return 12; // extended key event
+    }
     default:
       throw new ProtocolViolation(`unknown client message type ${type}`);
   }
@@ -97,8 +125,11 @@ export class ClientMessageFilter {
       if (this.judge(type, message) === 'forward') out.push(message);
       offset += length;
     }
-    this.pending = Buffer.from(this.pending.subarray(offset));
-    return out.length === 1 ? Buffer.from(out[0] as Buffer) : Buffer.concat(out);
+    const whole = offset === this.pending.length;
+    this.pending = whole ? EMPTY : Buffer.from(this.pending.subarray(offset));
+    // The common case, one or more whole messages all forwarded: no copy.
+    if (out.length === 1) return out[0] as Buffer;
+    return out.length === 0 ? EMPTY : Buffer.concat(out);
   }
 
   private judge(type: number, message: Buffer): Verdict {
@@ -109,11 +140,14 @@ export class ClientMessageFilter {
       case MSG.keyEvent:
       case MSG.pointerEvent:
       case MSG.clientCutText:
+      case MSG.qemu:
+      case MSG.setDesktopSize: // resizing the instrument PC's screen is control too
         if (!this.hooks.mayControl()) {
           this.dropped.input++;
           return 'drop';
         }
         if (type === MSG.keyEvent) this.hooks.onKey?.(message.readUInt8(1) !== 0, message.readUInt32BE(4));
+        if (type === MSG.qemu) this.hooks.onKey?.(message.readUInt16BE(2) !== 0, message.readUInt32BE(4));
         if (type === MSG.pointerEvent) this.hooks.onPointer?.(message.readUInt16BE(2), message.readUInt16BE(4), message.readUInt8(1));
         return 'forward';
       default:

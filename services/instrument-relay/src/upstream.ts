@@ -19,6 +19,8 @@ export interface Upstream {
   serverInit: Buffer;
   /** Bytes the server sent after ServerInit, before pumping began. */
   leftover: Buffer;
+  /** Where the instrument's bytes go from now on (sockets built with `onread` emit no 'data'). */
+  onData(fn: (chunk: Buffer) => void): void;
 }
 
 /** The instrument refused our credentials: retrying would only get the relay's address blacklisted. */
@@ -34,21 +36,46 @@ export class UpstreamAuthError extends AppError {
 
 const MAX_NAME = 4096;
 
+/**
+ * Reads land in fresh 256 KiB buffers handed straight to the browser side (no copy), four times
+ * what a plain socket reads at once: fewer, larger WebSocket frames on bulk updates.
+ */
+const READ_BUFFER_BYTES = 256 * 1024;
+
 export async function connectUpstream(target: UpstreamTarget, timeoutMs = 10_000): Promise<Upstream> {
-  const socket = net.connect({ host: target.host, port: target.port });
-  socket.setNoDelay(true);
   const reader = new ByteReader();
-  const onData = (chunk: Buffer): void => reader.push(chunk);
-  socket.on('data', onData);
+  let sink: (chunk: Buffer) => void = (chunk) => reader.push(chunk);
+  const socket = net.connect({
+    host: target.host,
+    port: target.port,
+    onread: {
+      buffer: () => Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (nread: number, buf: Uint8Array) => {
+        sink(Buffer.from(buf.buffer, buf.byteOffset, nread));
+        return true;
+      },
+    },
+  });
+  socket.setNoDelay(true);
   socket.once('error', (err) => reader.fail(err));
   socket.once('close', () => reader.fail(new AppError('instrument closed the connection during the handshake', { code: 'upstream_closed', status: 502, publicMessage: 'The instrument closed the connection.' })));
   const timer = setTimeout(() => reader.fail(new AppError('instrument VNC handshake timed out', { code: 'upstream_timeout', status: 504, publicMessage: 'The instrument did not answer in time.' })), timeoutMs);
   try {
     const serverInit = await handshake(socket, reader, target.password);
-    socket.off('data', onData);
     socket.removeAllListeners('error');
     socket.removeAllListeners('close');
-    return { socket, serverInit, leftover: reader.drain() };
+    let pending: Buffer[] = [];
+    sink = (chunk) => pending.push(chunk);
+    return {
+      socket,
+      serverInit,
+      leftover: reader.drain(),
+      onData(fn) {
+        sink = fn;
+        for (const chunk of pending) fn(chunk);
+        pending = [];
+      },
+    };
   } catch (err) {
     socket.destroy();
     throw err;
