@@ -13,7 +13,11 @@ const config =
   [path.join(root, 'config', 'cloudlet.yml'), path.join(root, 'config', 'cloudlet.example.yml')].find((f) => fs.existsSync(f));
 
 // Later services add themselves here.
-const SERVICES = [{ name: 'portal', main: 'services/portal/dist/main.js' }];
+const SERVICES = [
+  { name: 'instrument-sim', main: 'services/instrument-sim/dist/main.js', args: [] },
+  { name: 'relay', main: 'services/instrument-relay/dist/main.js', args: ['serve'] },
+  { name: 'portal', main: 'services/portal/dist/main.js', args: [] },
+];
 
 const children = new Map();
 let stopping = false;
@@ -34,7 +38,7 @@ function stopAll(code) {
 
 process.stderr.write(`cloudlet: starting ${SERVICES.map((s) => s.name).join(', ')} with ${path.relative(root, config)}\n`);
 for (const service of SERVICES) {
-  const child = spawn(process.execPath, [path.join(root, service.main), '--config', config], { cwd: root, stdio: 'inherit' });
+  const child = spawn(process.execPath, [path.join(root, service.main), '--config', config, ...service.args], { cwd: root, stdio: 'inherit' });
   children.set(service.name, child);
   child.on('exit', (code, signal) => {
     if (!stopping) {

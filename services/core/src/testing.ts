@@ -2,7 +2,8 @@
  * Helpers for integration tests: real processes on loopback, ephemeral ports, temp dirs, and
  * waiting on real signals (a log event, a port) instead of sleeping.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -113,3 +114,62 @@ export async function waitFor<T>(check: () => T | undefined | false | Promise<T 
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/** A real VNC server for tests: Xvfb on a display it picks itself, x11vnc on it with a VNC password. */
+export interface VncServer {
+  port: number;
+  /** The X display, e.g. ":99", for tools like xdotool. */
+  display: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Xvfb on a display it picks itself (-displayfd), x11vnc on it with `password`. */
+export async function startX11vnc(password: string, geometry = '800x600x24'): Promise<VncServer> {
+  const dir = tempDir('cloudlet-x11vnc-');
+  const xvfb = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', geometry, '-nolisten', 'tcp'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  const display = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    const fd = xvfb.stdio[3] as NodeJS.ReadableStream;
+    fd.setEncoding('utf8');
+    fd.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.includes('\n')) resolve(`:${text.trim()}`);
+    });
+    xvfb.once('exit', (code) => reject(new Error(`Xvfb exited (${code})`)));
+  });
+  const passwd = path.join(dir, 'passwd');
+  execFileSync('x11vnc', ['-storepasswd', password, passwd], { stdio: 'ignore' });
+  const port = await freePort();
+  const vnc = startProcess('x11vnc', ['-display', display, '-rfbport', String(port), '-rfbauth', passwd, '-forever', '-shared', '-localhost', '-noxdamage', '-nowf', '-norc', '-noipv6'], {});
+  await waitForLine(vnc.lines, (l) => l.startsWith('PORT='), () => vnc.child.exitCode !== null);
+  return {
+    port,
+    display,
+    async stop() {
+      await vnc.stop('SIGKILL');
+      xvfb.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitForLine(lines: string[], match: (l: string) => boolean, dead: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!lines.some(match)) {
+    if (dead()) throw new Error(`process died:\n${lines.slice(-20).join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`timed out:\n${lines.slice(-20).join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+

@@ -19,7 +19,7 @@ jest.setTimeout(60_000);
  * An RFB server that, once a client is in, writes framebuffer bytes as fast as the socket takes
  * them, and counts what the kernel accepted. Not a mock of a VNC server's behaviour: a firehose.
  */
-function floodServer(password: string): Promise<{ port: number; written: () => number; close(): void }> {
+function floodServer(password: string, options: { record?: Buffer[] } = {}): Promise<{ port: number; written: () => number; close(): void }> {
   let written = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -30,6 +30,10 @@ function floodServer(password: string): Promise<{ port: number; written: () => n
     let buf = Buffer.alloc(0);
     socket.write('RFB 003.008\n');
     socket.on('data', (chunk: Buffer) => {
+      if (stage === 4) {
+        options.record?.push(chunk);
+        return;
+      }
       buf = Buffer.concat([buf, chunk]);
       if (stage === 0 && buf.length >= 12) {
         buf = buf.subarray(12);
@@ -55,6 +59,7 @@ function floodServer(password: string): Promise<{ port: number; written: () => n
         init.writeUInt32BE(5, 20);
         init.write('flood', 24);
         socket.write(init);
+        if (options.record) return;
         const chunk = Buffer.alloc(256 * 1024, 7);
         const pump = (): void => {
           while (!socket.destroyed && socket.write(chunk)) written += chunk.length;
@@ -156,6 +161,39 @@ describe('relay limits', () => {
     const bad = await spawnSync(process.execPath, [main, '--config', config, 'session', 'open', '--instrument', 'nope', '--mode', 'view'], { encoding: 'utf8' });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('No instrument nope');
+  });
+
+  test('on hand-over, keys and buttons the old controller still holds are released upstream', async () => {
+    const record: Buffer[] = [];
+    const recorder = await floodServer('rec-pw', { record });
+    const rx = await startRelay({ instruments: (dir) => [{ id: 'krios-1', name: 'Rec', vnc: { host: '127.0.0.1', port: recorder.port, password_file: passwordFile(dir, 'rec-pw') } }] });
+    try {
+      const a = await rx.open('ada', 'krios-1', 'control');
+      const g = await rx.open('grace', 'krios-1', 'control');
+      const ca = await WsRfbClient.open(`ws://127.0.0.1:${String(a.body.port)}/websockify`, ORIGIN);
+      await ca.handshake(String(a.body.password));
+      const cg = await WsRfbClient.open(`ws://127.0.0.1:${String(g.body.port)}/websockify`, ORIGIN);
+      await cg.handshake(String(g.body.password));
+      ca.key(true, 0xffe1); // Shift held down
+      ca.pointer(40, 50, 1); // button 1 held down
+      await waitFor(() => Buffer.concat(record).length >= 14, 5000, 'the held inputs upstream');
+      record.length = 0;
+      const res = await fetch(`${rx.apiUrl}/api/sessions/${String(g.body.id)}/control`, { method: 'POST', headers: { authorization: `Bearer ${rx.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ username: 'grace', action: 'take' }) });
+      expect(res.status).toBe(200);
+      await waitFor(() => Buffer.concat(record).length >= 14, 5000, 'the releases upstream');
+      const released = Buffer.concat(record);
+      expect(released.subarray(0, 8).equals(Buffer.from([4, 0, 0, 0, 0, 0, 0xff, 0xe1]))).toBe(true); // Shift up
+      expect(released.subarray(8, 14).equals(Buffer.from([5, 0, 0, 40, 0, 50]))).toBe(true); // no buttons
+      // And ada's input no longer goes through.
+      record.length = 0;
+      ca.key(true, 0x61);
+      cg.key(true, 0x62);
+      await waitFor(() => Buffer.concat(record).length >= 8, 5000, "grace's key");
+      expect(Buffer.concat(record).readUInt32BE(4)).toBe(0x62);
+    } finally {
+      await rx.stop();
+      recorder.close();
+    }
   });
 
   test('a challenge answered with a symlink, a hard link or a stale nonce is refused', () => {

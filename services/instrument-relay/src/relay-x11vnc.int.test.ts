@@ -2,6 +2,7 @@
  * The relay against a real VNC server (x11vnc on Xvfb, with a VNC password), spoken to by a
  * raw WebSocket client the way noVNC speaks. One test per way a connection must be refused.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { waitFor } from '@cloudlet/core/testing';
@@ -153,6 +154,28 @@ describe('relay to x11vnc', () => {
     await expect(second.handshake(String(body.password))).rejects.toThrow('cannot sign in to the instrument right now');
     const refusals = auditLines(fx.auditFile).filter((l) => l.event === 'refused' && l.session === body.id).map((l) => l.reason);
     expect(refusals).toEqual(['upstream_auth_failed', 'upstream_blocked']);
+  });
+
+  test('a viewer sending input moves nothing; the controller moves the real X pointer', async () => {
+    const mouse = (): string => execFileSync('xdotool', ['getmouselocation'], { env: { ...process.env, DISPLAY: vnc.display }, encoding: 'utf8' });
+    const { body } = await fx.open('ada', 'krios-1', 'control');
+    const viewer = await WsRfbClient.open(url(body), ORIGIN);
+    await viewer.handshake(String(body.view_password));
+    const controller = await WsRfbClient.open(url(body), ORIGIN);
+    await controller.handshake(String(body.password));
+    controller.pointer(123, 45, 0);
+    await waitFor(() => mouse().startsWith('x:123 y:45 '), 10_000, 'the controller to move the pointer');
+    viewer.pointer(600, 400, 0);
+    viewer.key(true, 0xff0d);
+    viewer.key(false, 0xff0d);
+    viewer.requestUpdate(true, 800, 600); // still allowed: watching is what viewers do
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // a grace period for the negative
+    expect(mouse().startsWith('x:123 y:45 ')).toBe(true);
+    viewer.close();
+    controller.close();
+    await viewer.closed;
+    await waitFor(() => auditLines(fx.auditFile).some((l) => l.event === 'disconnect' && l.session === body.id && l.role === 'view'), 5000, 'audit');
+    expect(auditLines(fx.auditFile).find((l) => l.event === 'disconnect' && l.session === body.id && l.role === 'view')).toMatchObject({ dropped_input: 3 });
   });
 
   test('the session API wants its token', async () => {

@@ -40,7 +40,7 @@ const MAX_NAME = 4096;
  * Reads land in fresh 256 KiB buffers handed straight to the browser side (no copy), four times
  * what a plain socket reads at once: fewer, larger WebSocket frames on bulk updates.
  */
-const READ_BUFFER_BYTES = 256 * 1024;
+const READ_BUFFER_BYTES = 64 * 1024;
 
 export async function connectUpstream(target: UpstreamTarget, timeoutMs = 10_000): Promise<Upstream> {
   const reader = new ByteReader();

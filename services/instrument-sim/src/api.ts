@@ -4,6 +4,7 @@
  *
  *   GET /state    the current snapshot
  *   GET /events   Server-Sent Events: the snapshot now and after every change
+ *   GET /layout   where each control is on the screen (for training scripts and tests)
  *   GET /healthz  liveness and VNC client figures
  */
 import type { ServerResponse } from 'node:http';
@@ -20,6 +21,8 @@ export interface ApiDeps {
   state: MicroscopeState;
   log: Logger;
   vncStats: () => RfbStats;
+  /** The panel's controls and their rectangles. */
+  layout?: () => unknown;
   heartbeatMs?: number;
 }
 
@@ -49,6 +52,10 @@ export function createApi(deps: ApiDeps): StateApi {
     });
   });
 
+  app.get('/layout', (_req, res) => {
+    res.json(deps.layout?.() ?? {});
+  });
+
   app.get('/state', (_req, res) => {
     res.set('Cache-Control', 'no-store').json(state.snapshot());
   });
@@ -74,7 +81,7 @@ export function createApi(deps: ApiDeps): StateApi {
   });
 
   app.use((_req, res) => {
-    res.status(404).json({ error: 'not_found', message: 'GET /state, /events or /healthz' });
+    res.status(404).json({ error: 'not_found', message: 'GET /state, /events, /layout or /healthz' });
   });
   app.use(errorHandler(log));
 

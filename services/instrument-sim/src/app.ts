@@ -60,7 +60,7 @@ export function createSimulator(deps: SimulatorDeps): Simulator {
     vncStats: () => rfb.stats(),
     async start() {
       state.on('change', onChange);
-      api = createApi({ state, log: log.child({ component: 'api' }), vncStats: () => rfb.stats(), heartbeatMs: deps.heartbeatMs });
+      api = createApi({ state, log: log.child({ component: 'api' }), vncStats: () => rfb.stats(), layout: () => ({ width: config.width, height: config.height, controls: panel.layout.controls }), heartbeatMs: deps.heartbeatMs });
       httpServer = http.createServer(api.app);
       const vncPort = await rfb.listen(config.listen_host, config.vnc_port);
       const apiPort = (await listen(httpServer, config.api_host, config.api_port)).port;

@@ -31,7 +31,9 @@ import { EnrollmentQueue, type UsermapConfig, UsermapStore } from '@cloudlet/use
 import type { PortalConfig } from './config';
 import { createDevIdp, DEV_IDP_PATH, isLoopback } from './dev-idp';
 import { standingOf } from './identity';
+import { createInstrumentRoutes, NOVNC_DIR } from './instrument-page';
 import { createRelyingParty, type RelyingParty, type SignedInIdentity } from './oidc';
+import { RelayClient } from './relay-client';
 import { SqliteSessionStore } from './session-store';
 import { createViews } from './views';
 
@@ -86,6 +88,7 @@ export function createPortal(deps: PortalDeps): Portal {
   app.set('trust proxy', config.trust_proxy);
   app.use(requestLog(log), httpMetrics(metrics), securityHeaders());
   app.use('/static', express.static(STATIC_DIR, { maxAge: '1h' }));
+  app.use('/static/novnc', express.static(NOVNC_DIR, { maxAge: '1h', index: false }));
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, usermap_problems: usermap.problems.length });
   });
@@ -130,7 +133,7 @@ export function createPortal(deps: PortalDeps): Portal {
       const standing = standingOf(usermap.map, instruments, identity);
       const common = { identity, csrf: csrfToken(req), user: identity };
       if (standing.kind === 'mapped') {
-        res.type('html').send(views.render('dashboard', { ...common, title: 'Dashboard', standing, apps: config.apps }));
+        res.type('html').send(views.render('dashboard', { ...common, title: 'Dashboard', standing, apps: config.apps, relay: config.relay !== undefined }));
         return;
       }
       if (standing.kind === 'unmapped' && !req.session.enrollmentId) {
@@ -200,6 +203,13 @@ export function createPortal(deps: PortalDeps): Portal {
       res.redirect(303, '/?signed_out=1');
     });
   });
+
+  if (config.relay) {
+    app.use(
+      '/instruments',
+      createInstrumentRoutes({ relay: new RelayClient(config.relay.api_url, config.relay.api_token_file), usermap, instruments: () => instruments, signedIn, csrfToken, views }),
+    );
+  }
 
   app.use((_req, _res, next) => next(new AppError('no such page', { code: 'not_found', status: 404, publicMessage: 'There is no such page.' })));
   app.use(errorHandler(log, (status, message, req) => views.render('error', { title: 'Error', status, message, user: signedIn(req as Request) })));

@@ -46,6 +46,13 @@ export const portalSection = z
         identities: z.array(demoIdentity).default([]),
       })
       .prefault({}),
+    /** The instrument relay's session API; without it instruments are listed but not opened. */
+    relay: z
+      .strictObject({
+        api_url: z.url(),
+        api_token_file: z.string().min(1),
+      })
+      .optional(),
     /** Apps shown on the dashboard. */
     apps: z.array(app).default([]),
   })

@@ -2,69 +2,15 @@
  * Real peers for the relay's tests: Xvfb + x11vnc with a VNC password (a real VNC server of
  * the kind instrument PCs run), and an in-process relay over temp config and state.
  */
-import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import { createLogger } from '@cloudlet/core';
-import { startProcess, tempDir } from '@cloudlet/core/testing';
+import { tempDir } from '@cloudlet/core/testing';
+
+export { freePort, startX11vnc, type VncServer } from '@cloudlet/core/testing';
 import { createRelay, type Relay } from '../app';
 import { relaySection } from '../config';
-
-export interface VncServer {
-  port: number;
-  stop(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Xvfb on a display it picks itself (-displayfd), x11vnc on it with `password`. */
-export async function startX11vnc(password: string, geometry = '800x600x24'): Promise<VncServer> {
-  const dir = tempDir('cloudlet-x11vnc-');
-  const xvfb = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', geometry, '-nolisten', 'tcp'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
-  const display = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    const fd = xvfb.stdio[3] as NodeJS.ReadableStream;
-    fd.setEncoding('utf8');
-    fd.on('data', (chunk: string) => {
-      text += chunk;
-      if (text.includes('\n')) resolve(`:${text.trim()}`);
-    });
-    xvfb.once('exit', (code) => reject(new Error(`Xvfb exited (${code})`)));
-  });
-  const passwd = path.join(dir, 'passwd');
-  execFileSync('x11vnc', ['-storepasswd', password, passwd], { stdio: 'ignore' });
-  const port = await freePort();
-  const vnc = startProcess('x11vnc', ['-display', display, '-rfbport', String(port), '-rfbauth', passwd, '-forever', '-shared', '-localhost', '-noxdamage', '-nowf', '-norc', '-noipv6'], {});
-  await waitForLine(vnc.lines, (l) => l.startsWith('PORT='), () => vnc.child.exitCode !== null);
-  return {
-    port,
-    async stop() {
-      await vnc.stop('SIGKILL');
-      xvfb.kill('SIGKILL');
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
-async function waitForLine(lines: string[], match: (l: string) => boolean, dead: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!lines.some(match)) {
-    if (dead()) throw new Error(`process died:\n${lines.slice(-20).join('\n')}`);
-    if (Date.now() > deadline) throw new Error(`timed out:\n${lines.slice(-20).join('\n')}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 export interface RelayFixture {
   relay: Relay;

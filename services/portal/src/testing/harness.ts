@@ -18,6 +18,7 @@ export const DEMO_IDENTITIES = [
   { username: 'rosalind', password: 'pw-rosalind', sub: 'demo-rosalind', name: 'Rosalind Franklin', idp: 'Demo College' },
   { username: 'newcomer', password: 'pw-newcomer', sub: 'demo-newcomer', name: 'Nia Newcomer', email: 'nia@elsewhere.example', idp: 'Elsewhere Institute' },
   { username: 'mallory', password: 'pw-mallory', sub: 'demo-mallory', name: 'Mallory Suspended' },
+  { username: 'grace', password: 'pw-grace', sub: 'demo-grace', name: 'Grace Hopper' },
 ];
 
 /** The usermap for a portal whose demo issuer is `issuer`: ada operates, rosalind views, mallory is suspended. */
@@ -28,6 +29,7 @@ export function testUsermap(issuer: string): Record<string, unknown> {
     people: [
       { id: 'ada', name: 'Ada Lovelace', account: { username: 'ada', uid: 20001, gid: 20001, groups: ['cryoem'] }, identities: [{ iss: issuer, sub: 'demo-ada' }], instruments: { 'krios-sim': 'operator' }, clusters: [{ cluster: 'hpc-demo', username: 'alovelace', uid: 51001, gid: 5100 }] },
       { id: 'rosalind', name: 'Rosalind Franklin', account: { username: 'rosalind', uid: 20002, gid: 20002 }, identities: [{ iss: issuer, sub: 'demo-rosalind' }], instruments: { 'krios-sim': 'viewer' } },
+      { id: 'grace', name: 'Grace Hopper', account: { username: 'grace', uid: 20004, gid: 20004 }, identities: [{ iss: issuer, sub: 'demo-grace' }], instruments: { 'krios-sim': 'operator' } },
       { id: 'mallory', name: 'Mallory Suspended', status: 'suspended', account: { username: 'mallory', uid: 20003, gid: 20003 }, identities: [{ iss: issuer, sub: 'demo-mallory' }] },
     ],
   };
