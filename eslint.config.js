@@ -24,4 +24,6 @@ module.exports = tseslint.config(
     languageOptions: { sourceType: 'commonjs', globals: globals.node },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  // Browser modules served to pages.
+  { files: ['services/*/static/**/*.js'], languageOptions: { sourceType: 'module', globals: globals.browser } },
 );
