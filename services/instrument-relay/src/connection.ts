@@ -35,6 +35,7 @@ export class BrowserConnection {
   bytesDown = 0;
   private upstream: net.Socket | undefined;
   private upstreamData: ((fn: (chunk: Buffer) => void) => void) | undefined;
+  private recycle: (chunk: Buffer) => void = () => undefined;
   private filter: ClientMessageFilter | undefined;
   private readonly heldKeys = new Set<number>();
   private pointer = { x: 0, y: 0, mask: 0 };
@@ -173,6 +174,7 @@ export class BrowserConnection {
     }
     this.upstream = upstream.socket;
     this.upstreamData = (fn) => upstream.onData(fn);
+    this.recycle = (chunk) => upstream.recycle(chunk);
     this.send(u32(0));
     await reader.read(1); // ClientInit: upstream is always shared, whatever the browser asked
     this.send(upstream.serverInit);
@@ -235,7 +237,9 @@ export class BrowserConnection {
    */
   private forwardDown(chunk: Buffer): void {
     this.bytesDown += chunk.length;
-    this.ws.send(chunk, SEND_BINARY);
+    this.ws.send(chunk, SEND_BINARY, (err) => {
+      if (!err) this.recycle(chunk);
+    });
     const upstream = this.upstream;
     if (upstream && this.ws.bufferedAmount > this.deps.maxBufferedBytes && !upstream.isPaused()) {
       upstream.pause();

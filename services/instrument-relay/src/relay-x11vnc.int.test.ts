@@ -178,6 +178,25 @@ describe('relay to x11vnc', () => {
     expect(auditLines(fx.auditFile).find((l) => l.event === 'disconnect' && l.session === body.id && l.role === 'view')).toMatchObject({ dropped_input: 3 });
   });
 
+  test('a role withdrawn after the session opened refuses the next connection', async () => {
+    const { body } = await fx.open('grace', 'krios-1', 'control');
+    expect(body.role).toBe('operator');
+    const usermap = `${fx.dir}/usermap.yml`;
+    fs.writeFileSync(usermap, fs.readFileSync(usermap, 'utf8').replace("instruments:\n      krios-1: operator\n  - id: bob", 'instruments: {}\n  - id: bob'));
+    await waitFor(
+      () =>
+        WsRfbClient.open(url(body), ORIGIN).then(
+          (c) => {
+            c.ws.terminate();
+            return false;
+          },
+          (err: { status?: number }) => err.status === 403,
+        ),
+      10_000,
+      'the relay to see the withdrawn role',
+    );
+  });
+
   test('the session API wants its token', async () => {
     const res = await fetch(`${fx.apiUrl}/api/sessions`, { method: 'POST', headers: { authorization: 'Bearer wrong', 'content-type': 'application/json' }, body: '{"username":"ada","instrument":"krios-1","mode":"control"}' });
     expect(res.status).toBe(401);

@@ -21,6 +21,8 @@ export interface Upstream {
   leftover: Buffer;
   /** Where the instrument's bytes go from now on (sockets built with `onread` emit no 'data'). */
   onData(fn: (chunk: Buffer) => void): void;
+  /** Gives a chunk from onData back for reuse; call only once it has been written out. */
+  recycle(chunk: Buffer): void;
 }
 
 /** The instrument refused our credentials: retrying would only get the relay's address blacklisted. */
@@ -37,19 +39,21 @@ export class UpstreamAuthError extends AppError {
 const MAX_NAME = 4096;
 
 /**
- * Reads land in fresh 256 KiB buffers handed straight to the browser side (no copy), four times
- * what a plain socket reads at once: fewer, larger WebSocket frames on bulk updates.
+ * Reads land in 64 KiB buffers handed straight to the browser side (no copy) and recycled once
+ * written, so a busy screen does not leave a gigabyte of buffers a second for the GC.
  */
 const READ_BUFFER_BYTES = 64 * 1024;
+const POOL_MAX = 64;
 
 export async function connectUpstream(target: UpstreamTarget, timeoutMs = 10_000): Promise<Upstream> {
   const reader = new ByteReader();
+  const pool: Buffer[] = [];
   let sink: (chunk: Buffer) => void = (chunk) => reader.push(chunk);
   const socket = net.connect({
     host: target.host,
     port: target.port,
     onread: {
-      buffer: () => Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      buffer: () => pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER_BYTES),
       callback: (nread: number, buf: Uint8Array) => {
         sink(Buffer.from(buf.buffer, buf.byteOffset, nread));
         return true;
@@ -70,6 +74,12 @@ export async function connectUpstream(target: UpstreamTarget, timeoutMs = 10_000
       socket,
       serverInit,
       leftover: reader.drain(),
+      recycle(chunk) {
+        // Only whole read buffers come back, and only after the browser side wrote them out.
+        if (chunk.buffer.byteLength === READ_BUFFER_BYTES && chunk.byteOffset === 0 && pool.length < POOL_MAX) {
+          pool.push(Buffer.from(chunk.buffer, 0, READ_BUFFER_BYTES));
+        }
+      },
       onData(fn) {
         sink = fn;
         for (const chunk of pending) fn(chunk);
