@@ -97,6 +97,7 @@ export function createStream(deps: StreamDeps): StreamService {
   });
   app.get('/api/events', (req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    res.write(': connected\n\n'); // headers out now, not at the first event
     const send = (event: Record<string, unknown>): void => {
       res.write(`data: ${JSON.stringify(event)}\n\n`);
     };
