@@ -55,7 +55,8 @@ class RootWatcher {
   readonly tracked = new Map<string, Tracked>();
   /** Files already resolved, by the (size, mtime) they had: skipped until they change. */
   private readonly handled = new Map<string, string>();
-  private readonly dirs = new Map<string, number>();
+  /** Per directory: the mtime it was listed at and the subdirectories it had then. */
+  private readonly dirs = new Map<string, { mtime: number; subdirs: string[] }>();
   private readonly include: (rel: string) => boolean;
   private fsWatcher: fs.FSWatcher | undefined;
   available = true;
@@ -156,8 +157,15 @@ class RootWatcher {
         this.dirs.delete(rel);
         continue;
       }
-      const changed = full || this.dirs.get(rel) !== mtime;
-      this.dirs.set(rel, mtime);
+      const known = this.dirs.get(rel);
+      // A directory changed in the last two seconds is listed again even if its mtime looks the
+      // same: network filesystems keep whole-second mtimes, and two changes in one second would
+      // otherwise hide the second.
+      if (!full && known && known.mtime === mtime && now - mtime > 2000) {
+        // Unchanged directory: no listing, only its subdirectories to visit. One stat, not N.
+        stack.push(...known.subdirs);
+        continue;
+      }
       let entries: fs.Dirent[];
       try {
         entries = fs.readdirSync(abs, { withFileTypes: true });
@@ -165,11 +173,14 @@ class RootWatcher {
         this.opts.log.warn({ dir: abs, error: errorMessage(err) }, 'cannot list directory');
         continue;
       }
+      const subdirs: string[] = [];
       for (const entry of entries) {
         const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
-        if (entry.isDirectory()) stack.push(childRel);
-        else if (changed && entry.isFile()) this.consider(childRel, now);
+        if (entry.isDirectory()) subdirs.push(childRel);
+        else if (entry.isFile()) this.consider(childRel, now);
       }
+      this.dirs.set(rel, { mtime, subdirs });
+      stack.push(...subdirs);
     }
   }
 
