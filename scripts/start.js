@@ -16,6 +16,7 @@ const config =
 const SERVICES = [
   { name: 'instrument-sim', main: 'services/instrument-sim/dist/main.js', args: [] },
   { name: 'relay', main: 'services/instrument-relay/dist/main.js', args: ['serve'] },
+  { name: 'stream', main: 'services/stream/dist/main.js', args: ['serve'] },
   { name: 'portal', main: 'services/portal/dist/main.js', args: [] },
 ];
 

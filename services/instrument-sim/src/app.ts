@@ -1,11 +1,13 @@
 /**
  * The simulated microscope control PC: the microscope state, the panel drawn from it, the VNC
- * server showing the panel and taking clicks and keys, and the read-only state API.
+ * server showing the panel and taking clicks and keys, the read-only state API, and (when
+ * enabled) the detector writing a movie per exposure.
  */
 import http from 'node:http';
 import { closeServer, listen, type Logger } from '@cloudlet/core';
 import { createApi, type StateApi } from './api';
 import type { SimConfig } from './config';
+import { createDetector, type Detector } from './detector';
 import { createInputHandler } from './input';
 import { ControlPanel } from './panel';
 import { RfbServer, type RfbStats } from './rfb-server';
@@ -25,6 +27,8 @@ export interface SimulatorDeps {
 export interface Simulator {
   readonly state: MicroscopeState;
   readonly panel: ControlPanel;
+  /** Undefined unless `detector.enabled`. */
+  readonly detector: Detector | undefined;
   start(): Promise<{ vncPort: number; apiPort: number }>;
   stop(): Promise<void>;
   vncStats(): RfbStats;
@@ -51,12 +55,14 @@ export function createSimulator(deps: SimulatorDeps): Simulator {
       rfb.invalidate(panel.render(state.snapshot()));
     });
   };
+  const detector = config.detector.enabled ? createDetector({ config: config.detector, state, log: log.child({ component: 'detector' }) }) : undefined;
   let api: StateApi | undefined;
   let httpServer: http.Server | undefined;
 
   return {
     state,
     panel,
+    detector,
     vncStats: () => rfb.stats(),
     async start() {
       state.on('change', onChange);
@@ -64,10 +70,12 @@ export function createSimulator(deps: SimulatorDeps): Simulator {
       httpServer = http.createServer(api.app);
       const vncPort = await rfb.listen(config.listen_host, config.vnc_port);
       const apiPort = (await listen(httpServer, config.api_host, config.api_port)).port;
+      await detector?.start();
       return { vncPort, apiPort };
     },
     async stop() {
       state.off('change', onChange);
+      await detector?.stop();
       state.stop();
       if (redraw) clearImmediate(redraw);
       redraw = undefined;

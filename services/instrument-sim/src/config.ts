@@ -5,6 +5,40 @@ import { z } from 'zod';
 import { MIN_HEIGHT, MIN_WIDTH } from './panel';
 
 const port = z.number().int().min(0).max(65535);
+const side = z.number().int().min(16).max(16384);
+
+/** `sim.detector`: the simulated camera that writes a movie per exposure into a directory. */
+export const detectorSection = z
+  .strictObject({
+    enabled: z.boolean().default(false),
+    /** Where movies appear, as on the detector PC's share; created when missing. */
+    output_dir: z.string().min(1).default('./var/detector/krios-sim'),
+    /** Movies are `<prefix>_<number, 5 digits>.<mrc|tiff>`. */
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'letters, digits, ".", "_" and "-" only, starting with a letter or digit')
+      .default('FoilHole'),
+    format: z.enum(['mrc', 'tiff']).default('mrc'),
+    /** MRC pixels: 1 int16, 0 int8. */
+    mrc_mode: z.union([z.literal(0), z.literal(1)]).default(1),
+    /** TIFF strips (8-bit): LZW as detectors write them, or none. */
+    tiff_compression: z.enum(['lzw', 'none']).default('lzw'),
+    frames: z.number().int().min(1).max(1000).default(8),
+    width: side.default(512),
+    height: side.default(512),
+    pixel_size_a: z.number().positive().max(100).default(1.0),
+    /** Exposure time; each frame gets exposure_s / frames of the panel's dose rate. */
+    exposure_s: z.number().positive().max(600).default(2),
+    /** Each movie is written over this long, as a copy over the network would be (0: at once). */
+    write_seconds: z.number().min(0).max(600).default(2),
+    write_chunks: z.number().int().min(1).max(10000).default(20),
+    /** 'exposure': one movie per panel exposure. 'rate': rate_per_hour movies while acquiring (benchmarks). */
+    trigger: z.enum(['exposure', 'rate']).default('exposure'),
+    rate_per_hour: z.number().positive().max(36000).default(320),
+  })
+  .prefault({});
+
+export type DetectorConfig = z.infer<typeof detectorSection>;
 
 /** The `sim` section of cloudlet.yml. */
 export const simSection = z
@@ -24,6 +58,7 @@ export const simSection = z
     name: z.string().min(1).max(200).default('Cloudlet simulated TEM'),
     /** Seconds per exposure while acquiring. */
     exposure_interval_s: z.number().positive().max(3600).default(11),
+    detector: detectorSection,
   })
   .prefault({});
 
