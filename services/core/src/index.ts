@@ -6,3 +6,4 @@ export * from './instruments';
 export * from './log';
 export * from './metrics';
 export * from './rfb-auth';
+export * from './service-main';

@@ -4,10 +4,11 @@
  * cookie-keeping HTTP client that walks the sign-in the way a browser does.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import yaml from 'js-yaml';
-import { type RunningProcess, startProcess, tempDir } from '@cloudlet/core/testing';
+import { freePort, type RunningProcess, startProcess, tempDir } from '@cloudlet/core/testing';
+
+export { freePort };
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 export const PORTAL_MAIN = path.join(REPO_ROOT, 'services', 'portal', 'dist', 'main.js');
@@ -33,17 +34,6 @@ export function testUsermap(issuer: string): Record<string, unknown> {
       { id: 'mallory', name: 'Mallory Suspended', status: 'suspended', account: { username: 'mallory', uid: 20003, gid: 20003 }, identities: [{ iss: issuer, sub: 'demo-mallory' }] },
     ],
   };
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export interface PortalFixture {
