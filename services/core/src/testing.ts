@@ -173,3 +173,4 @@ async function waitForLine(lines: string[], match: (l: string) => boolean, dead:
   }
 }
 
+export * from './testing-slurm';

@@ -10,6 +10,7 @@ import { AppError, closeServer, errorHandler, errorMessage, listen, type Logger,
 import type { StreamConfig } from './config';
 import type { Executor } from './executor';
 import { createLocalExecutor } from './executor-local';
+import { createSlurmExecutor } from './executor-slurm';
 import { fingerprint } from './fingerprint';
 import { checkComplete } from './formats';
 import { Ledger } from './ledger';
@@ -49,7 +50,18 @@ export function createStream(deps: StreamDeps): StreamService {
   const builtins = new Map<string, BuiltinStep>([['noop', () => Promise.resolve()], ...(deps.builtins ?? [])]);
   const steps = compilePipeline(loadPipeline(config.pipeline_file), config.pipeline_file || '(built-in pipeline)', new Set(builtins.keys()));
   const ledger = new Ledger(config.ledger_file);
-  const executor = deps.executor ?? createLocalExecutor();
+  const executor =
+    deps.executor ??
+    (config.executor === 'slurm'
+      ? createSlurmExecutor({
+          ...(config.slurm.partition ? { partition: config.slurm.partition } : {}),
+          ...(config.slurm.account ? { account: config.slurm.account } : {}),
+          extraArgs: config.slurm.extra_args,
+          pollIntervalMs: config.slurm.poll_interval_ms,
+          scriptDir: config.slurm.script_dir,
+          log,
+        })
+      : createLocalExecutor());
   const runner = new Runner({ ledger, steps, builtins, executor, outputRoot: config.output_dir, workers: config.workers, order: config.priority, unavailableBackoffMs: 30_000, log });
   const events = new Set<(event: Record<string, unknown>) => void>();
   const publish = (event: Record<string, unknown>): void => {

@@ -20,6 +20,16 @@ export const streamSection = z
     /** The pipeline YAML; empty means the built-in default pipeline. */
     pipeline_file: z.string().default(''),
     executor: z.enum(['local', 'slurm']).default('local'),
+    /** With executor: slurm. Jobs are named after the movie and step, so a restart finds its jobs. */
+    slurm: z
+      .strictObject({
+        partition: z.string().optional(),
+        account: z.string().optional(),
+        extra_args: z.array(z.string()).default([]),
+        poll_interval_ms: z.number().int().min(100).default(2000),
+        script_dir: z.string().min(1).default('./var/stream/slurm'),
+      })
+      .prefault({}),
     workers: z.number().int().min(1).max(256).default(2),
     priority: z.enum(['oldest', 'newest']).default('oldest'),
     listen_host: z.string().min(1).default('127.0.0.1'),

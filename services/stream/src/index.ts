@@ -2,6 +2,7 @@ export * from './app';
 export * from './config';
 export * from './executor';
 export * from './executor-local';
+export * from './executor-slurm';
 export * from './formats';
 export * from './ledger';
 export * from './pipeline-spec';
