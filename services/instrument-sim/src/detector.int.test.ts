@@ -38,7 +38,7 @@ async function watchSizes(until: Promise<unknown>): Promise<Map<string, number[]
     done = true;
   };
   until.then(finish, finish);
-  while (!done) {
+  const sample = (): void => {
     for (const name of fs.readdirSync(dir)) {
       const size = fs.statSync(path.join(dir, name), { throwIfNoEntry: false })?.size;
       if (size === undefined) continue;
@@ -46,9 +46,14 @@ async function watchSizes(until: Promise<unknown>): Promise<Map<string, number[]
       if (sizes[sizes.length - 1] !== size) sizes.push(size);
       seen.set(name, sizes);
     }
+  };
+  while (!done) {
+    sample();
     await new Promise((resolve) => setTimeout(resolve, 3));
   }
   await until;
+  // The last write may land between the last sample and the signal: look once more.
+  sample();
   return seen;
 }
 

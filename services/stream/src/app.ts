@@ -85,6 +85,10 @@ export function createStream(deps: StreamDeps): StreamService {
         runner.pump();
       }
     },
+    onProblem: (root, relPath, reason, size) => {
+      ledger.markSeen(root, relPath, 'settling', reason, size);
+      publish({ type: 'problem', path: relPath, reason });
+    },
     onPassedOver: (root, relPath, status, reason, size) => {
       ledger.markSeen(root, relPath, status, reason, size);
       log.warn({ root, path: relPath, status, reason }, 'file passed over');

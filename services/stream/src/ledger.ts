@@ -242,4 +242,9 @@ export class Ledger {
   passedOver(): { root: string; path: string; status: SeenStatus; reason: string | null }[] {
     return this.db.prepare("SELECT root, path, status, reason FROM seen WHERE status IN ('rejected', 'vanished') ORDER BY updated").all() as { root: string; path: string; status: SeenStatus; reason: string | null }[];
   }
+
+  /** Files still watched that could not be checked yet, with why (permission denied...). */
+  problems(): { root: string; path: string; reason: string | null }[] {
+    return this.db.prepare("SELECT root, path, reason FROM seen WHERE status = 'settling' AND reason IS NOT NULL ORDER BY updated").all() as { root: string; path: string; reason: string | null }[];
+  }
 }

@@ -129,7 +129,14 @@ export class Runner extends EventEmitter<{ movie: [MovieEvent] }> {
     const { ledger, steps } = this.opts;
     let movie = ledger.transition(start.id, 'running', { stamps: start.times.running ? {} : { running: Date.now() } });
     const ctx = this.context(movie);
-    fs.mkdirSync(ctx.out, { recursive: true });
+    try {
+      fs.mkdirSync(ctx.out, { recursive: true });
+    } catch (err) {
+      // A full disk or a read-only output tree fails this movie with the reason; others go on.
+      movie = ledger.transition(movie.id, 'failed', { reason: `cannot create its output folder: ${errorMessage(err)}`, attempts: movie.attempts + 1 });
+      this.emitMovie('failed', movie);
+      return;
+    }
     for (let i = movie.stepIndex; i < steps.length; i++) {
       const step = steps[i] as CompiledStep;
       const name = step.spec.name;

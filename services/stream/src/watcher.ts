@@ -40,6 +40,8 @@ export interface WatcherOptions {
   alreadyHandled(root: string, relPath: string, size: number, mtimeMs: number): boolean;
   onSettled(file: SettledFile): Promise<void> | void;
   onPassedOver(root: string, relPath: string, status: 'rejected' | 'vanished', reason: string, size: number | null): void;
+  /** A file that cannot be checked yet (permission denied): still watched, the reason recorded. */
+  onProblem?(root: string, relPath: string, reason: string, size: number | null): void;
   log: Logger;
 }
 
@@ -49,6 +51,8 @@ interface Tracked {
   foundAt: number;
   stableSince: number;
   checking: boolean;
+  /** The last reason it could not be checked, so the ledger and the log hear it once. */
+  problem?: string;
 }
 
 class RootWatcher {
@@ -219,8 +223,13 @@ class RootWatcher {
         this.opts.onPassedOver(this.root.path, relPath, 'rejected', result.retry ? `stayed incomplete: ${result.reason}` : result.reason, t.size);
       }
     } catch (err) {
-      // Permission denied and friends: keep it and say so; it may be fixed.
-      this.opts.log.warn({ file: abs, error: errorMessage(err) }, 'cannot check file');
+      // Permission denied and friends: record why, keep it, and look again; it may be fixed.
+      const reason = `cannot read: ${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}`;
+      if (t.problem !== reason) {
+        t.problem = reason;
+        this.opts.log.warn({ file: abs, error: errorMessage(err) }, 'cannot check file');
+        this.opts.onProblem?.(this.root.path, relPath, reason, t.size);
+      }
       t.stableSince = now;
     } finally {
       t.checking = false;
