@@ -56,7 +56,7 @@ async function startRelay(sourcePort) {
     `instruments: { file: ${dir}/instruments.yml }`,
     `relay: { api_port: 0, api_token_file: ${dir}/token, challenge_dir: ${dir}/ch, audit_file: ${dir}/audit.jsonl, allowed_origins: ['${ORIGIN}'], max_connections_per_instrument: 1000, idle_timeout_s: 3600 }`,
   ].join('\n'));
-  const child = spawn(process.execPath, ['--expose-gc', '-r', path.join(__dirname, 'lib', 'gc-on-signal.js'), path.join(ROOT, 'services', 'instrument-relay', 'dist', 'main.js'), '--config', path.join(dir, 'cloudlet.yml'), 'serve'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CLOUDLET_SITE__LOG_LEVEL: 'info' } });
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(' ') : []), '--expose-gc', '-r', path.join(__dirname, 'lib', 'gc-on-signal.js'), path.join(ROOT, 'services', 'instrument-relay', 'dist', 'main.js'), '--config', path.join(dir, 'cloudlet.yml'), 'serve'], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CLOUDLET_SITE__LOG_LEVEL: 'info' } });
   const apiUrl = await new Promise((resolve, reject) => {
     let text = '';
     child.stdout.on('data', (d) => {
