@@ -7,3 +7,4 @@ export * from './log';
 export * from './metrics';
 export * from './rfb-auth';
 export * from './service-main';
+export * from './ssh';

@@ -174,3 +174,4 @@ async function waitForLine(lines: string[], match: (l: string) => boolean, dead:
 }
 
 export * from './testing-slurm';
+export * from './testing-sshd';
