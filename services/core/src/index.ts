@@ -8,3 +8,4 @@ export * from './metrics';
 export * from './rfb-auth';
 export * from './service-main';
 export * from './ssh';
+export * from './rfb-messages';

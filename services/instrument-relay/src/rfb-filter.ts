@@ -156,19 +156,4 @@ export class ClientMessageFilter {
   }
 }
 
-export function keyEvent(down: boolean, keysym: number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeUInt8(MSG.keyEvent, 0);
-  b.writeUInt8(down ? 1 : 0, 1);
-  b.writeUInt32BE(keysym, 4);
-  return b;
-}
-
-export function pointerEvent(x: number, y: number, mask: number): Buffer {
-  const b = Buffer.alloc(6);
-  b.writeUInt8(MSG.pointerEvent, 0);
-  b.writeUInt8(mask, 1);
-  b.writeUInt16BE(x, 2);
-  b.writeUInt16BE(y, 4);
-  return b;
-}
+export { encodeKeyEvent as keyEvent, encodePointerEvent as pointerEvent } from '@cloudlet/core';

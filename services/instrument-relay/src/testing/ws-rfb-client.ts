@@ -3,7 +3,7 @@
  * does (binary frames, RFB 3.8, VNC auth), and decodes Raw framebuffer updates so tests can
  * look at pixels.
  */
-import { vncAuthResponse } from '@cloudlet/core';
+import { encodeKeyEvent, encodePointerEvent, encodeSetEncodings, encodeUpdateRequest, vncAuthResponse } from '@cloudlet/core';
 import WebSocket from 'ws';
 import { ByteReader } from '../byte-reader';
 
@@ -68,39 +68,19 @@ export class WsRfbClient {
   }
 
   setEncodings(codes: number[]): void {
-    const b = Buffer.alloc(4 + 4 * codes.length);
-    b.writeUInt8(2, 0);
-    b.writeUInt16BE(codes.length, 2);
-    codes.forEach((c, i) => b.writeInt32BE(c, 4 + 4 * i));
-    this.send(b);
+    this.send(encodeSetEncodings(codes));
   }
 
   requestUpdate(incremental: boolean, width: number, height: number, x = 0, y = 0): void {
-    const b = Buffer.alloc(10);
-    b.writeUInt8(3, 0);
-    b.writeUInt8(incremental ? 1 : 0, 1);
-    b.writeUInt16BE(x, 2);
-    b.writeUInt16BE(y, 4);
-    b.writeUInt16BE(width, 6);
-    b.writeUInt16BE(height, 8);
-    this.send(b);
+    this.send(encodeUpdateRequest(incremental, x, y, width, height));
   }
 
   pointer(x: number, y: number, mask: number): void {
-    const b = Buffer.alloc(6);
-    b.writeUInt8(5, 0);
-    b.writeUInt8(mask, 1);
-    b.writeUInt16BE(x, 2);
-    b.writeUInt16BE(y, 4);
-    this.send(b);
+    this.send(encodePointerEvent(x, y, mask));
   }
 
   key(down: boolean, keysym: number): void {
-    const b = Buffer.alloc(8);
-    b.writeUInt8(4, 0);
-    b.writeUInt8(down ? 1 : 0, 1);
-    b.writeUInt32BE(keysym, 4);
-    this.send(b);
+    this.send(encodeKeyEvent(down, keysym));
   }
 
   /**

@@ -10,7 +10,7 @@
  */
 import net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
-import { vncAuthResponse } from '@cloudlet/core';
+import { encodeCutText, encodeKeyEvent, encodePointerEvent, encodeSetEncodings, encodeUpdateRequest, vncAuthResponse } from '@cloudlet/core';
 import { type PixelFormat, PIXEL_FORMAT_BYTES, readPixelFormat, writePixelFormat } from '../pixel-format';
 
 export type { PixelFormat } from '../pixel-format';
@@ -164,22 +164,11 @@ export class RfbClient {
   }
 
   setEncodings(encodings: number[]): void {
-    const b = Buffer.alloc(4 + 4 * encodings.length);
-    b.writeUInt8(2, 0);
-    b.writeUInt16BE(encodings.length, 2);
-    encodings.forEach((e, i) => b.writeInt32BE(e, 4 + 4 * i));
-    this.write(b);
+    this.write(encodeSetEncodings(encodings));
   }
 
   requestUpdate(incremental: boolean, x = 0, y = 0, width = this.serverInit?.width ?? 0, height = this.serverInit?.height ?? 0): void {
-    const b = Buffer.alloc(10);
-    b.writeUInt8(3, 0);
-    b.writeUInt8(incremental ? 1 : 0, 1);
-    b.writeUInt16BE(x, 2);
-    b.writeUInt16BE(y, 4);
-    b.writeUInt16BE(width, 6);
-    b.writeUInt16BE(height, 8);
-    this.write(b);
+    this.write(encodeUpdateRequest(incremental, x, y, width, height));
   }
 
   /** The next FramebufferUpdate's rectangles (Bell, ServerCutText and colour maps are skipped), applied to `framebuffer`. */
@@ -207,12 +196,7 @@ export class RfbClient {
   }
 
   pointer(x: number, y: number, mask: number): void {
-    const b = Buffer.alloc(6);
-    b.writeUInt8(5, 0);
-    b.writeUInt8(mask, 1);
-    b.writeUInt16BE(x, 2);
-    b.writeUInt16BE(y, 4);
-    this.write(b);
+    this.write(encodePointerEvent(x, y, mask));
   }
 
   /** Button 1 down then up at (x, y). */
@@ -222,11 +206,7 @@ export class RfbClient {
   }
 
   key(down: boolean, keysym: number): void {
-    const b = Buffer.alloc(8);
-    b.writeUInt8(4, 0);
-    b.writeUInt8(down ? 1 : 0, 1);
-    b.writeUInt32BE(keysym, 4);
-    this.write(b);
+    this.write(encodeKeyEvent(down, keysym));
   }
 
   /** Key down then up. */
@@ -236,11 +216,7 @@ export class RfbClient {
   }
 
   cutText(text: string): void {
-    const body = Buffer.from(text, 'latin1');
-    const b = Buffer.alloc(8);
-    b.writeUInt8(6, 0);
-    b.writeUInt32BE(body.length, 4);
-    this.write(Buffer.concat([b, body]));
+    this.write(encodeCutText(text));
   }
 
   /** Sends bytes as they are, for protocol tests. */
