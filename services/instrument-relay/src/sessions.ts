@@ -12,6 +12,7 @@ import { closeServer, type Instrument, type Logger, originAllowed, randomVncPass
 import type { Role } from '@cloudlet/usermap';
 import { BrowserConnection, CLOSE, type ConnectionDeps, type Privilege } from './connection';
 import type { RelayConfig } from './config';
+import type { UpstreamTarget } from './upstream';
 
 /** After this many wrong secrets a session refuses everyone: 48-bit secrets are not for guessing. */
 export const MAX_FAILED_AUTHS = 10;
@@ -68,7 +69,8 @@ export class RelaySession {
 export interface RegistryDeps {
   config: RelayConfig;
   log: Logger;
-  connection: Omit<ConnectionDeps, 'upstreamTarget'> & { upstreamTarget(instrument: Instrument): ConnectionDeps['upstreamTarget'] extends () => infer T ? T : never };
+  /** What each connection needs, with the instrument's VNC target resolved per instrument. */
+  connection: Omit<ConnectionDeps, 'upstreamTarget'> & { upstreamTarget(instrument: Instrument): UpstreamTarget };
   /** Re-checked at every connection: a booking may have ended or a role been withdrawn. */
   stillAllowed(session: RelaySession): { ok: true } | { ok: false; message: string };
   onSessionEnd(session: RelaySession): void;
