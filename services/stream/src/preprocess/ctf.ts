@@ -1,0 +1,147 @@
+/**
+ * CTF estimation from a (motion-corrected) micrograph, after CTFFIND4: average the amplitude
+ * spectra of overlapping tiles, subtract a smooth radial background, find the mean defocus by
+ * a 1-D search on the rotational average, then refine defocus U, V and the astigmatism angle
+ * on the 2-D spectrum (grid, then simplex), and report the fit resolution: the first
+ * resolution, going outwards, at which the CC of model CTF^2 and spectrum in a ring about two
+ * Thon rings wide falls below `ccThreshold` (0.3, cryoSPARC's choice).
+ *
+ * Thon rings closer together than `minRingPeriod_px` pixels of the tile spectrum cannot be
+ * sampled, so the fitting band is cut where the fitted defocus puts them that close; with
+ * 512-px tiles at 1 A/px that is about 9 A at 4 um defocus. Larger tiles reach further.
+ */
+import { ctfModel, type CtfParams, DEFAULT_OPTICS, electronWavelength_A } from './ctf-model';
+import { createFft2d, isPowerOfTwo } from './fft';
+import { nelderMead } from './simplex';
+import { type Band, bandPixels, normalisedSpectrum, profileCc, type Spectrum, fitRadius } from './spectrum';
+
+export interface CtfEstimateOptions {
+  pixelSize_A: number;
+  voltage_kV?: number;
+  cs_mm?: number;
+  amplitudeContrast?: number;
+  /** Power of two; default the largest up to 512 that fits the image. */
+  tileSize?: number;
+  /** Fitting band, A. */
+  minResolution_A?: number;
+  maxResolution_A?: number;
+  /** Range of the 1-D search, A. */
+  minDefocus_A?: number;
+  maxDefocus_A?: number;
+  /** Largest astigmatism (U - V) / 2 the 2-D grid covers, A. */
+  maxAstigmatism_A?: number;
+  ccThreshold?: number;
+  minRingPeriod_px?: number;
+}
+
+export interface CtfEstimate {
+  defocusU_A: number;
+  defocusV_A: number;
+  /** Direction of the defocus-U axis from the image x axis towards +y, degrees in [0, 180). */
+  astigmatismAngle_deg: number;
+  fitResolution_A: number;
+  /** CC of model and spectrum over the fitting band. */
+  cc: number;
+}
+
+export async function estimateCtf(image: Float32Array, width: number, height: number, options: CtfEstimateOptions): Promise<CtfEstimate> {
+  const o = { minResolution_A: 30, maxResolution_A: 5, minDefocus_A: 1000, maxDefocus_A: 60000, maxAstigmatism_A: 2000, ccThreshold: 0.3, minRingPeriod_px: 3, ...DEFAULT_OPTICS, ...options };
+  const tile = o.tileSize ?? largestTile(width, height);
+  if (!isPowerOfTwo(tile) || tile > width || tile > height) throw new RangeError(`tile size ${tile} must be a power of two no larger than the ${width}x${height} image`);
+  const amp = await averageAmplitude(image, width, height, tile);
+  const dk = 1 / (tile * o.pixelSize_A);
+  const optics = { voltage_kV: o.voltage_kV, cs_mm: o.cs_mm, amplitudeContrast: o.amplitudeContrast };
+  const lambda = electronWavelength_A(o.voltage_kV * 1000);
+  const rMin = Math.max(2, Math.ceil(1 / (o.minResolution_A * dk)));
+  const rBand = Math.min(tile / 2 - 1, Math.floor(1 / (Math.max(o.maxResolution_A, 2 * o.pixelSize_A) * dk)));
+  // Radius (pixels) beyond which rings at defocus df are closer than minRingPeriod_px.
+  const rAlias = (df: number): number => Math.floor(1 / (2 * lambda * df * dk * dk * o.minRingPeriod_px));
+  const periodAt = (df: number) => (r: number): number => 1 / Math.max(1e-9, 2 * lambda * df * r * dk * dk);
+
+  // Pass 1: a fixed background window; pass 2: one Thon-ring period at the pass-1 defocus.
+  let spectrum = normalisedSpectrum(amp, tile, () => Math.max(8, tile / 16));
+  let df = search1d(spectrum, o.minDefocus_A, o.maxDefocus_A, 50);
+  spectrum = normalisedSpectrum(amp, tile, periodAt(df));
+  df = search1d(spectrum, df - 2000, df + 2000, 10);
+
+  function search1d(s: Spectrum, lo: number, hi: number, step: number): number {
+    let best = { df: lo, cc: -Infinity };
+    for (let d = Math.max(o.minDefocus_A, lo); d <= Math.min(o.maxDefocus_A, hi); d += step) {
+      const m = ctfModel({ ...optics, defocusU_A: d, defocusV_A: d, astigmatismAngle_deg: 0 });
+      const rMax = Math.min(rBand, rAlias(d));
+      if (rMax - rMin < 8) continue;
+      const cc = profileCc(s.radial, rMin, rMax, (r) => Math.sin(m.chiMean(r * dk)) ** 2);
+      if (cc > best.cc) best = { df: d, cc };
+    }
+    return best.df;
+  }
+
+  const band: Band = bandPixels(spectrum, tile, dk, rMin, Math.min(rBand, rAlias(df + o.maxAstigmatism_A)));
+  const cc2d = (mean: number, ax: number, ay: number): number => band.cc(modelOf(optics, mean, ax, ay));
+  let best = { x: [df, 0, 0], cc: -Infinity };
+  const step = Math.max(100, o.maxAstigmatism_A / 10);
+  for (let ax = -o.maxAstigmatism_A; ax <= o.maxAstigmatism_A; ax += step) {
+    for (let ay = -o.maxAstigmatism_A; ay <= o.maxAstigmatism_A; ay += step) {
+      const cc = cc2d(df, ax, ay);
+      if (cc > best.cc) best = { x: [df, ax, ay], cc };
+    }
+  }
+  const fit = nelderMead((x) => -cc2d(x[0] as number, x[1] as number, x[2] as number), best.x, [step, step / 2, step / 2], { maxIterations: 300, tolerance: 1e-5 });
+  const [mean, ax, ay] = fit.x as [number, number, number];
+  const params = toParams(optics, mean, ax, ay);
+  const model = ctfModel(params);
+  // Start at the first Thon-ring minimum: inside it the background dominates, not rings.
+  let rStart = rMin;
+  const firstZero = (Math.floor(model.chiMean(rMin * dk) / Math.PI) + 1) * Math.PI;
+  while (rStart < tile / 2 && model.chiMean(rStart * dk) < firstZero) rStart++;
+  const fitR = fitRadius(spectrum, tile, dk, model, rStart, periodAt(mean), o.ccThreshold);
+  return {
+    defocusU_A: params.defocusU_A,
+    defocusV_A: params.defocusV_A,
+    astigmatismAngle_deg: params.astigmatismAngle_deg,
+    fitResolution_A: 1 / (fitR * dk),
+    cc: -fit.value,
+  };
+}
+
+type Optics = Pick<CtfParams, 'voltage_kV' | 'cs_mm' | 'amplitudeContrast'>;
+
+/** (mean, ax, ay) is a smooth parameterisation: no wrap-around in angle, no U/V swap. */
+function toParams(optics: Optics, mean: number, ax: number, ay: number): CtfParams {
+  const half = Math.hypot(ax, ay);
+  const angle = ((Math.atan2(ay, ax) * 90) / Math.PI + 180) % 180;
+  return { ...optics, defocusU_A: mean + half, defocusV_A: mean - half, astigmatismAngle_deg: angle };
+}
+
+function modelOf(optics: Optics, mean: number, ax: number, ay: number): (kx: number, ky: number) => number {
+  const m = ctfModel(toParams(optics, mean, ax, ay));
+  return (kx, ky) => m.at(kx, ky) ** 2;
+}
+
+function largestTile(width: number, height: number): number {
+  let t = 512;
+  while (t > Math.min(width, height)) t /= 2;
+  return t;
+}
+
+/** Mean amplitude spectrum (half plane, tile rows of tile/2 + 1) of tiles overlapping by half. */
+async function averageAmplitude(image: Float32Array, width: number, height: number, tile: number): Promise<Float32Array> {
+  const fft = await createFft2d();
+  const sum = new Float32Array(tile * (tile / 2 + 1));
+  const buf = new Float32Array(tile * tile);
+  let count = 0;
+  for (let y0 = 0; y0 + tile <= height; y0 += tile / 2) {
+    for (let x0 = 0; x0 + tile <= width; x0 += tile / 2) {
+      let mean = 0;
+      for (let y = 0; y < tile; y++) buf.set(image.subarray((y0 + y) * width + x0, (y0 + y) * width + x0 + tile), y * tile);
+      for (const v of buf) mean += v;
+      mean /= buf.length;
+      for (let i = 0; i < buf.length; i++) buf[i] = (buf[i] as number) - mean;
+      const p = fft.powerSpectrum(buf, tile, tile);
+      for (let i = 0; i < p.length; i++) sum[i] = (sum[i] as number) + Math.sqrt(p[i] as number);
+      count++;
+    }
+  }
+  for (let i = 0; i < sum.length; i++) sum[i] = (sum[i] as number) / count;
+  return sum;
+}
