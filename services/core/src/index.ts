@@ -9,3 +9,4 @@ export * from './rfb-auth';
 export * from './service-main';
 export * from './ssh';
 export * from './rfb-messages';
+export * from './sqlite';

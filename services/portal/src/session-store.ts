@@ -2,10 +2,9 @@
  * express-session store on SQLite: sessions survive a portal restart, expire on the server
  * (not only in the cookie), and sign-out really ends them. One small table, WAL mode.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import session from 'express-session';
+import { openDatabase } from '@cloudlet/core';
 
 type Callback<T = void> = (err?: unknown, value?: T) => void;
 
@@ -22,10 +21,7 @@ export class SqliteSessionStore extends session.Store {
 
   constructor(file: string, private readonly defaultMaxAgeMs: number) {
     super();
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    this.db = new Database(file);
-    fs.chmodSync(file, 0o600);
-    this.db.pragma('journal_mode = WAL');
+    this.db = openDatabase(file, { mode: 0o600 });
     this.db.exec('CREATE TABLE IF NOT EXISTS sessions (sid TEXT PRIMARY KEY, data TEXT NOT NULL, expires INTEGER NOT NULL)');
     this.stmts = {
       get: this.db.prepare('SELECT data FROM sessions WHERE sid = ? AND expires > ?'),

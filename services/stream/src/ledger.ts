@@ -4,10 +4,8 @@
  * machine with a timestamp per stage; and a record of every file that was seen but is not (or
  * not yet) a movie, with the reason.
  */
-import fs from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
-import { AppError } from '@cloudlet/core';
+import type Database from 'better-sqlite3';
+import { AppError, openDatabase } from '@cloudlet/core';
 
 export const STATES = ['queued', 'running', 'done', 'failed', 'rejected'] as const;
 export type MovieState = (typeof STATES)[number];
@@ -102,11 +100,7 @@ export class Ledger {
   readonly db: Database.Database;
 
   constructor(file: string) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openDatabase(file);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS movies (
         id INTEGER PRIMARY KEY,

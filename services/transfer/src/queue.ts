@@ -4,10 +4,8 @@
  * job twice finds the first one, and a restart finds every job and file where it was.
  */
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
-import { AppError } from '@cloudlet/core';
+import type Database from 'better-sqlite3';
+import { AppError, openDatabase } from '@cloudlet/core';
 import type { SourceFile } from './paths';
 
 export const JOB_STATES = ['queued', 'running', 'done', 'failed', 'blocked'] as const;
@@ -114,11 +112,7 @@ export class Queue {
   readonly db: Database.Database;
 
   constructor(file: string) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openDatabase(file);
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS jobs (
         id TEXT PRIMARY KEY,
