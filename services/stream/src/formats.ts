@@ -13,6 +13,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { isMrcMode, MAX_FRAMES, MAX_SIDE, MRC_HEADER_BYTES, mrcFrameBytes } from './preprocess/mrc';
 
 export type MovieFormat = 'mrc' | 'tiff' | 'eer';
 
@@ -23,8 +24,7 @@ export type CompletenessResult =
 type Incomplete = Extract<CompletenessResult, { complete: false }>;
 
 /** Beyond these a header is corrupt, not a bigger detector (K3 super-resolution is 11520 wide). */
-export const MAX_SIDE = 65536;
-export const MAX_FRAMES = 100_000;
+export { MAX_FRAMES, MAX_SIDE } from './preprocess/mrc';
 
 const EXTENSIONS: Readonly<Record<string, MovieFormat>> = { '.mrc': 'mrc', '.mrcs': 'mrc', '.tif': 'tiff', '.tiff': 'tiff', '.eer': 'eer' };
 
@@ -79,16 +79,6 @@ class Reader {
 
 // ---- MRC (MRC2014: https://www.ccpem.ac.uk/mrc_format/mrc2014.php) ----
 
-const MRC_HEADER_BYTES = 1024;
-/** Bytes per pixel by MODE; 101 (4-bit) is handled per row. */
-const MRC_MODE_BYTES: ReadonlyMap<number, number> = new Map([
-  [0, 1],
-  [1, 2],
-  [2, 4],
-  [6, 2],
-  [12, 2],
-]);
-const MRC_MODE_4BIT = 101;
 
 interface MrcHeader {
   nx: number;
@@ -107,13 +97,13 @@ function readMrcHeader(h: Buffer, littleEndian: boolean): MrcHeader {
 function mrcProblem(h: MrcHeader): string | undefined {
   if (!(h.nx > 0 && h.ny > 0 && h.nz > 0)) return `impossible dimensions ${h.nx}x${h.ny}x${h.nz}`;
   if (h.nx > MAX_SIDE || h.ny > MAX_SIDE || h.nz > MAX_FRAMES) return `absurd dimensions ${h.nx}x${h.ny}x${h.nz}`;
-  if (h.mode !== MRC_MODE_4BIT && !MRC_MODE_BYTES.has(h.mode)) return `unsupported MRC mode ${h.mode}`;
+  if (!isMrcMode(h.mode)) return `unsupported MRC mode ${h.mode}`;
   if (h.nsymbt < 0) return `negative extended header size ${h.nsymbt}`;
   return undefined;
 }
 
-function mrcFrameBytes(h: MrcHeader): number {
-  return h.mode === MRC_MODE_4BIT ? Math.ceil(h.nx / 2) * h.ny : h.nx * h.ny * (MRC_MODE_BYTES.get(h.mode) as number);
+function frameBytes(h: MrcHeader): number {
+  return isMrcMode(h.mode) ? mrcFrameBytes(h.nx, h.ny, h.mode) : 0;
 }
 
 /**
@@ -140,7 +130,7 @@ async function checkMrc(r: Reader): Promise<CompletenessResult> {
   const order = mrcByteOrder(h);
   if (order.problem) return never(stamped ? `not a usable MRC header: ${order.problem}` : `not an MRC file (no MAP stamp; ${order.problem})`);
   const header = readMrcHeader(h, order.littleEndian);
-  const expected = MRC_HEADER_BYTES + header.nsymbt + header.nz * mrcFrameBytes(header);
+  const expected = MRC_HEADER_BYTES + header.nsymbt + header.nz * frameBytes(header);
   if (r.size === expected) return { complete: true, format: 'mrc', width: header.nx, height: header.ny, frames: header.nz, bytes: r.size };
   // Without the stamp, only exact arithmetic tells an MRC from any other 1 KiB of bytes.
   if (!stamped) return never(`not an MRC file (no MAP stamp, and the header's ${expected} bytes do not match the file's ${r.size})`);

@@ -38,9 +38,13 @@ const MODES: ReadonlySet<number> = new Set([0, 1, 2, 6, 12, 101]);
 const BYTES_PER_PIXEL: Readonly<Record<Exclude<MrcMode, 101>, number>> = { 0: 1, 1: 2, 2: 4, 6: 2, 12: 2 };
 const IMOD_STAMP = 1146047817;
 const HOST_LE = os.endianness() === 'LE';
-/** Beyond these a header is corrupt, not a bigger detector. */
-const MAX_SIDE = 65536;
-const MAX_FRAMES = 100_000;
+/** Beyond these a header is corrupt, not a bigger detector (formats.ts's checks share them). */
+export const MAX_SIDE = 65536;
+export const MAX_FRAMES = 100_000;
+
+export function isMrcMode(mode: number): mode is MrcMode {
+  return MODES.has(mode);
+}
 
 function invalid(file: string, what: string): AppError {
   return new AppError(`${file}: ${what}`, { code: 'mrc_invalid', status: 422 });
