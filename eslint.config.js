@@ -24,6 +24,8 @@ module.exports = tseslint.config(
     languageOptions: { sourceType: 'commonjs', globals: globals.node },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
+  // Plain CommonJS tests beside what they test (deployment, container images).
+  { files: ['**/tests/**/*.test.js'], languageOptions: { globals: globals.jest } },
   // Browser modules served to pages.
   { files: ['services/*/static/**/*.js'], languageOptions: { sourceType: 'module', globals: globals.browser } },
 );
