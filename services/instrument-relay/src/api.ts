@@ -3,12 +3,10 @@
  * user; `cloudlet-relay` (run by the user, e.g. from an OOD job) proves its Unix uid with a
  * challenge. Every answer about an instrument comes from the usermap's roles and bookings.
  */
-import { timingSafeEqual } from 'node:crypto';
 import express, { type Request, type Router } from 'express';
 import { AppError, type Instrument } from '@cloudlet/core';
-import type { Person, UsermapStore } from '@cloudlet/usermap';
+import { type Caller, type ChallengeStore, resolveCaller, type UsermapStore } from '@cloudlet/usermap';
 import { checkAccess, currentBooking, nextBooking } from './bookings';
-import type { ChallengeStore } from './challenge';
 import type { ControlArbiter } from './control';
 import type { RelaySession, SessionRegistry } from './sessions';
 
@@ -23,8 +21,6 @@ export interface ApiDeps {
   sessionMaxMs: number;
 }
 
-type Caller = { trusted: boolean; person: Person };
-
 function denied(message: string, status = 403, code = 'forbidden'): AppError {
   return new AppError(message, { code, status, publicMessage: message });
 }
@@ -33,28 +29,11 @@ export function createApi(deps: ApiDeps): Router {
   const router = express.Router();
   router.use(express.json({ limit: '8kb' }));
 
-  const caller = (req: Request): Caller => {
-    const auth = req.get('authorization');
-    const map = deps.usermap.map;
-    if (auth?.startsWith('Bearer ')) {
-      const given = Buffer.from(auth.slice(7));
-      const expected = Buffer.from(deps.token);
-      if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw denied('Bad API token', 401, 'unauthorized');
-      const username = (req.body as Record<string, unknown> | undefined)?.username ?? req.query.username;
-      if (typeof username !== 'string') throw denied('username is required', 400, 'bad_request');
-      const person = map.personByUsername(username);
-      if (!person || person.status !== 'active') throw denied(`${username} is not an active cloudlet user`);
-      return { trusted: true, person };
-    }
-    const nonce = req.get('x-cloudlet-challenge');
-    if (nonce) {
-      const uid = deps.challenges.verify(nonce);
-      const person = map.personByUid(uid);
-      if (!person || person.status !== 'active') throw denied(`uid ${uid} is not an active cloudlet user`);
-      return { trusted: false, person };
-    }
-    throw denied('Authentication required', 401, 'unauthorized');
-  };
+  const caller = (req: Request): Caller =>
+    resolveCaller(
+      { authorization: req.get('authorization'), challenge: req.get('x-cloudlet-challenge'), username: (req.body as Record<string, unknown> | undefined)?.username ?? req.query.username },
+      { token: deps.token, challenges: deps.challenges, map: deps.usermap.map },
+    );
 
   const instrument = (id: unknown): Instrument => {
     const found = deps.instruments().find((i) => i.id === id);

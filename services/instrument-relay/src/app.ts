@@ -23,7 +23,7 @@ import {
 import { type UsermapConfig, UsermapStore } from '@cloudlet/usermap';
 import { createApi } from './api';
 import { checkAccess } from './bookings';
-import { ChallengeStore } from './challenge';
+import { ChallengeStore } from '@cloudlet/usermap';
 import type { RelayConfig } from './config';
 import { ControlArbiter } from './control';
 import { SessionRegistry } from './sessions';

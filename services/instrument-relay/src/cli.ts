@@ -3,12 +3,12 @@
  *   cloudlet-relay instruments [--format json|table]
  *   cloudlet-relay session open --instrument ID --mode control|view [--format shell|json]
  *   cloudlet-relay session close SESSION_ID
- * Identity is proven by a file-ownership challenge (challenge.ts); secrets come back on stdout,
+ * Identity is proven by a file-ownership challenge (@cloudlet/usermap caller.ts); secrets come back on stdout,
  * never through argv. `--format shell` prints `export name='value'` lines, single-quoted.
  */
-import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { errorMessage, loadConfig } from '@cloudlet/core';
+import { proveCaller } from '@cloudlet/usermap';
 import { relaySection } from './config';
 
 const USAGE = `usage: cloudlet-relay [--config FILE] serve
@@ -22,11 +22,9 @@ export function shellQuote(value: string): string {
 }
 
 async function call(apiUrl: string, method: string, path: string, body?: unknown): Promise<unknown> {
-  const challenge = (await (await fetch(`${apiUrl}/api/challenges`, { method: 'POST' })).json()) as { nonce: string; path: string };
-  fs.writeFileSync(challenge.path, '', { flag: 'wx', mode: 0o600 });
   const res = await fetch(`${apiUrl}/api${path}`, {
     method,
-    headers: { 'content-type': 'application/json', 'x-cloudlet-challenge': challenge.nonce },
+    headers: { 'content-type': 'application/json', ...(await proveCaller(apiUrl)) },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   if (res.status === 204) return undefined;

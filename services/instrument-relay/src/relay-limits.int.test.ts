@@ -9,7 +9,6 @@ import path from 'node:path';
 import yaml from 'js-yaml';
 import { vncAuthMatches, vncChallenge } from '@cloudlet/core';
 import { waitFor } from '@cloudlet/core/testing';
-import { ChallengeStore } from './challenge';
 import { ORIGIN, passwordFile, type RelayFixture, startRelay } from './testing/fixtures';
 import { WsRfbClient } from './testing/ws-rfb-client';
 
@@ -194,23 +193,5 @@ describe('relay limits', () => {
       await rx.stop();
       recorder.close();
     }
-  });
-
-  test('a challenge answered with a symlink, a hard link or a stale nonce is refused', () => {
-    const store = new ChallengeStore(path.join(fx.dir, 'ch2'));
-    const a = store.issue();
-    fs.symlinkSync('/etc/passwd', a.path);
-    expect(() => store.verify(a.nonce)).toThrow(/not a regular file/);
-    const b = store.issue();
-    const victim = path.join(fx.dir, 'victim');
-    fs.writeFileSync(victim, '');
-    fs.linkSync(victim, b.path);
-    expect(() => store.verify(b.nonce)).toThrow(/other links/);
-    const c = store.issue();
-    fs.writeFileSync(c.path, '');
-    expect(store.verify(c.nonce)).toBe(process.getuid?.());
-    fs.writeFileSync(c.path, '');
-    expect(() => store.verify(c.nonce)).toThrow(/unknown or expired/);
-    expect(() => store.verify('../../etc/passwd')).toThrow(/malformed/);
   });
 });

@@ -1,3 +1,4 @@
+export * from './caller';
 export * from './config';
 export * from './enrollment';
 export * from './ood-escape';
