@@ -9,4 +9,5 @@ export * from './rfb-auth';
 export * from './service-main';
 export * from './ssh';
 export * from './rfb-messages';
+export * from './session-gate';
 export * from './sqlite';
