@@ -175,3 +175,4 @@ async function waitForLine(lines: string[], match: (l: string) => boolean, dead:
 
 export * from './testing-slurm';
 export * from './testing-sshd';
+export * from './testing-ood';

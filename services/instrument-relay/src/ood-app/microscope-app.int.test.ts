@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import yaml from 'js-yaml';
 import { tempDir } from '@cloudlet/core/testing';
-import { loadYamlAsOod, RenderError, renderErb, renderErbWithLog } from './render-erb';
+import { loadYamlAsOod, RenderError, renderErb, renderErbWithLog } from '@cloudlet/core/testing';
 import { APP_DIR, CONN_PARAMS, FIXTURE_CLI, isAlive, recordedCalls, recordedPids, stageJob } from './microscope-job';
 
 jest.setTimeout(60_000);

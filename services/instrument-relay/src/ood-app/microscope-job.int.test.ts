@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempDir, waitFor } from '@cloudlet/core/testing';
-import { loadYamlAsOod, renderErb } from './render-erb';
+import { loadYamlAsOod, renderErb } from '@cloudlet/core/testing';
 import { APP_DIR, FIXTURE_CLI, processGroup, recordedCalls, runJob, stageJob, startJob } from './microscope-job';
 
 jest.setTimeout(60_000);

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempDir } from '@cloudlet/core/testing';
-import { OOD_TEST_DIR, REPO_ROOT, renderErb } from './render-erb';
+import { OOD_TEST_DIR, REPO_ROOT, renderErb } from '@cloudlet/core/testing';
 
 export const APP_DIR = path.join(REPO_ROOT, 'ood-apps', 'microscope');
 export const FIXTURE_CLI = path.join(OOD_TEST_DIR, 'fixtures', 'cloudlet-relay');

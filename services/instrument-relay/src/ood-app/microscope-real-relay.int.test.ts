@@ -9,7 +9,7 @@ import yaml from 'js-yaml';
 import { waitFor } from '@cloudlet/core/testing';
 import { ORIGIN, passwordFile, type RelayFixture, startRelay, startX11vnc, type VncServer } from '../testing/fixtures';
 import { WsRfbClient } from '../testing/ws-rfb-client';
-import { loadYamlAsOod } from './render-erb';
+import { loadYamlAsOod } from '@cloudlet/core/testing';
 import { stageJob, startJob } from './microscope-job';
 
 jest.setTimeout(60_000);

@@ -1,5 +1,5 @@
 /**
- * Renders the OOD app's ERB files with real Ruby, bound the way the OOD dashboard binds each
+ * Renders the OOD apps' ERB files with real Ruby, bound the way the OOD dashboard binds each
  * kind of file (ood-apps/test/render_erb.rb says how), and loads YAML with Ruby's
  * YAML.safe_load, the parser OOD itself uses: js-yaml accepts files that OOD refuses (a
  * timestamp, for one), so "it parses" is only checked where it counts.
@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..', '..');
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const OOD_TEST_DIR = path.join(REPO_ROOT, 'ood-apps', 'test');
 export const RENDER_SCRIPT = path.join(OOD_TEST_DIR, 'render_erb.rb');
 
