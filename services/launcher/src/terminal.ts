@@ -44,17 +44,19 @@ export interface TerminalTarget {
  * in the container's /tmp under a name of our choosing (a positional parameter, never script
  * text), and release() hangs it up, which also hangs up the jobs it started.
  */
-export function podmanTerminal(o: { container: string; owner: string; podman?: string; env?: Record<string, string>; shell?: string[] }): TerminalTarget {
+export function podmanTerminal(o: { container: string; owner: string; podman?: string; engineUrl?: string; env?: Record<string, string>; shell?: string[] }): TerminalTarget {
   const podman = o.podman ?? 'podman';
+  // --url makes podman a client of the session's own engine (root's, or the person's rootless one).
+  const remote = o.engineUrl ? ['--url', o.engineUrl] : [];
   const tag = randomBytes(8).toString('hex');
   const shell = o.shell ?? ['bash', '-l'];
   return {
     owner: o.owner,
-    argv: [podman, 'exec', '-it', o.container, 'sh', '-c', 'echo $$ > "/tmp/.cloudlet-terminal-$0"; exec "$@"', tag, ...shell],
+    argv: [podman, ...remote, 'exec', '-it', o.container, 'sh', '-c', 'echo $$ > "/tmp/.cloudlet-terminal-$0"; exec "$@"', tag, ...shell],
     ...(o.env ? { env: o.env } : {}),
     release: () =>
       new Promise((resolve) => {
-        const child = spawn(podman, ['exec', o.container, 'sh', '-c', 'f="/tmp/.cloudlet-terminal-$0"; [ -f "$f" ] && kill -HUP "$(cat "$f")"; rm -f "$f"', tag], { stdio: 'ignore', env: { ...process.env, ...o.env } });
+        const child = spawn(podman, [...remote, 'exec', o.container, 'sh', '-c', 'f="/tmp/.cloudlet-terminal-$0"; [ -f "$f" ] && kill -HUP "$(cat "$f")"; rm -f "$f"', tag], { stdio: 'ignore', env: { ...process.env, ...o.env } });
         child.on('error', () => resolve());
         child.on('exit', () => resolve());
       }),

@@ -1,0 +1,130 @@
+/**
+ * The launcher service: the Launcher and its HTTP API. The API acts for whichever user a
+ * request names, so it listens on loopback or a unix socket and every call (but /healthz)
+ * must carry the bearer token from `token_file`, compared in constant time.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import express, { type RequestHandler } from 'express';
+import { z } from 'zod';
+import { AppError, closeServer, errorHandler, formatIssues, type Instrument, listen, type Logger, readOrCreateSecretFile, requestLog } from '@cloudlet/core';
+import type { UserMap } from '@cloudlet/usermap';
+import type { SessionBackend } from './backend';
+import type { LauncherConfig } from './config';
+import { Launcher, view } from './launcher';
+import { PodmanBackend } from './podman-backend';
+import { ProcessBackend } from './process-backend';
+
+export interface LauncherServiceDeps {
+  config: LauncherConfig;
+  log: Logger;
+  usermap: () => UserMap;
+  instruments: () => readonly Instrument[];
+  /** Defaults to the one `config.backend` names. */
+  backend?: SessionBackend;
+}
+
+export interface LauncherService {
+  launcher: Launcher;
+  /** `http://host:port`, or `unix:/path` for a socket. */
+  start(): Promise<{ url: string }>;
+  stop(): Promise<void>;
+}
+
+const startBody = z.strictObject({
+  user: z.string().min(1),
+  app: z.string().min(1),
+  session: z.string().min(1).optional(),
+});
+
+export function createBackend(config: LauncherConfig): SessionBackend {
+  return config.backend === 'podman' ? new PodmanBackend({ config: config.podman, instance: config.instance }) : new ProcessBackend(config.state_dir);
+}
+
+/** Compares digests, so neither the token's length nor its prefix leaks through timing. */
+export function bearerAuth(token: string): RequestHandler {
+  const expected = createHash('sha256').update(token).digest();
+  return (req, _res, next) => {
+    const header = req.headers.authorization ?? '';
+    const given = header.startsWith('Bearer ') ? header.slice('Bearer '.length) : '';
+    if (given === '' || !timingSafeEqual(createHash('sha256').update(given).digest(), expected)) {
+      next(new AppError('missing or wrong bearer token', { code: 'unauthorized', status: 401 }));
+      return;
+    }
+    next();
+  };
+}
+
+export function createLauncherService(deps: LauncherServiceDeps): LauncherService {
+  const { config, log } = deps;
+  const launcher = new Launcher({ config, log, usermap: deps.usermap, instruments: deps.instruments, backend: deps.backend ?? createBackend(config) });
+  const token = readOrCreateSecretFile(config.token_file);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(requestLog(log));
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true, backend: config.backend });
+  });
+  app.use('/api', bearerAuth(token));
+  app.use(express.json({ limit: '64kb' }));
+  app.post('/api/sessions', async (req, res) => {
+    const body = startBody.safeParse(req.body);
+    if (!body.success) throw new AppError(`invalid request: ${formatIssues(body.error).join('; ')}`, { code: 'bad_request', status: 400 });
+    const result = await launcher.start(body.data);
+    res.setHeader('cache-control', 'no-store');
+    res.status(201).json(result);
+  });
+  app.get('/api/sessions', (req, res) => {
+    const user = typeof req.query.user === 'string' ? req.query.user : undefined;
+    const owner = user === undefined ? undefined : launcher.resolveUser(user).personId;
+    res.json(launcher.list(owner).map(view));
+  });
+  app.get('/api/sessions/:id', (req, res) => {
+    const session = launcher.get(req.params.id);
+    if (!session) throw new AppError(`no session ${req.params.id}`, { code: 'not_found', status: 404 });
+    res.json(view(session));
+  });
+  app.delete('/api/sessions/:id', async (req, res) => {
+    const stopped = await launcher.stop(req.params.id);
+    res.json({ stopped, session: view(launcher.get(req.params.id) as NonNullable<ReturnType<Launcher['get']>>) });
+  });
+  app.post('/api/sessions/:id/activity', (req, res) => {
+    if (!launcher.activity(req.params.id)) throw new AppError(`no running session ${req.params.id}`, { code: 'not_found', status: 404 });
+    res.status(204).end();
+  });
+  app.get('/api/sessions/:id/logs', async (req, res) => {
+    const tail = Number(typeof req.query.tail === 'string' ? req.query.tail : 200);
+    if (!Number.isInteger(tail) || tail < 1 || tail > 10_000) throw new AppError('tail: an integer from 1 to 10000', { code: 'bad_request', status: 400 });
+    res.type('text/plain').send(await launcher.logs(req.params.id, tail));
+  });
+  app.use(errorHandler(log));
+  const server = http.createServer(app);
+
+  return {
+    launcher,
+    async start() {
+      await launcher.open();
+      let url: string;
+      if (config.listen_socket) {
+        fs.rmSync(config.listen_socket, { force: true });
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(config.listen_socket, () => resolve());
+        });
+        fs.chmodSync(config.listen_socket, 0o660);
+        url = `unix:${config.listen_socket}`;
+      } else {
+        const address = await listen(server, config.listen_host, config.listen_port);
+        url = `http://${address.address}:${address.port}`;
+      }
+      log.info({ url, backend: config.backend, apps: config.apps.map((a) => a.id) }, 'launcher ready');
+      return { url };
+    },
+    async stop() {
+      await closeServer(server);
+      await launcher.close();
+    },
+  };
+}
