@@ -1,4 +1,5 @@
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { tempDir } from '@cloudlet/core/testing';
 import { Ledger, type NewMovie } from './ledger';
 
@@ -52,5 +53,43 @@ describe('Ledger', () => {
     expect(ledger.handled('/data', 'half.mrc', 11, 77)).toBe(false);
     expect(ledger.passedOver()).toEqual([{ root: '/data', path: 'half.mrc', status: 'rejected', reason: 'stayed incomplete: truncated' }]);
     ledger.close();
+  });
+
+  test('metrics merge step by step, commit with the step, and come back from every read', () => {
+    const ledger = new Ledger(path.join(tempDir(), 'l.sqlite'));
+    const { movie: m } = ledger.ingest(movie('fp3', 'c.mrc'));
+    expect(m.metrics).toEqual({});
+    ledger.transition(m.id, 'running');
+    ledger.transition(m.id, 'running', { stepIndex: 1, metrics: { engines: { motion: 'builtin' }, frames: 8, totalMotion_px: 3, files: { sum: 'a.mrc' } } });
+    const after = ledger.mergeMetrics(m.id, { engines: { ctf: 'ctffind4' }, defocusU_A: 12000, totalMotion_px: 4, files: { spectrum: 'b.png' } });
+    const expected = { engines: { motion: 'builtin', ctf: 'ctffind4' }, frames: 8, totalMotion_px: 4, defocusU_A: 12000, files: { sum: 'a.mrc', spectrum: 'b.png' } };
+    expect(after.metrics).toEqual(expected);
+    expect(ledger.get(m.id)?.metrics).toEqual(expected);
+    expect(ledger.all()[0]?.metrics).toEqual(expected);
+    expect(ledger.inState('running')[0]?.metrics).toEqual(expected);
+    // A refused transition leaves the metrics it carried out too.
+    ledger.transition(m.id, 'queued', { metrics: { particles: 5 } });
+    expect(() => ledger.transition(m.id, 'done', { metrics: { particles: 9 } })).toThrow(/queued -> done is not a transition/);
+    expect(ledger.get(m.id)?.metrics.particles).toBe(5);
+    expect(() => ledger.mergeMetrics(999, {})).toThrow(/no movie 999/);
+    ledger.close();
+  });
+
+  test('a ledger from before the metrics column opens, keeps its rows, and takes metrics', () => {
+    const file = path.join(tempDir(), 'old.sqlite');
+    const old = new Database(file);
+    old.exec(`CREATE TABLE movies (id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL UNIQUE, root TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+      mtime_ms INTEGER NOT NULL, format TEXT NOT NULL, frames INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL, state TEXT NOT NULL,
+      step_index INTEGER NOT NULL DEFAULT 0, step TEXT, attempts INTEGER NOT NULL DEFAULT 0, reason TEXT, times TEXT NOT NULL DEFAULT '{}')`);
+    old.prepare(`INSERT INTO movies (fingerprint, root, path, size, mtime_ms, format, frames, width, height, state, times) VALUES ('fpold', '/data', 'old.mrc', 1, 1, 'mrc', 4, 16, 16, 'done', '{"done":7}')`).run();
+    old.close();
+    const ledger = new Ledger(file);
+    expect(ledger.all()).toEqual([expect.objectContaining({ path: 'old.mrc', state: 'done', times: { done: 7 }, metrics: {} })]);
+    expect(ledger.mergeMetrics(1, { iceRatio: 1.1 }).metrics).toEqual({ iceRatio: 1.1 });
+    ledger.close();
+    // Opening it again (the column is there now) changes nothing.
+    const again = new Ledger(file);
+    expect(again.get(1)?.metrics).toEqual({ iceRatio: 1.1 });
+    again.close();
   });
 });

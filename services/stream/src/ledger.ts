@@ -6,6 +6,7 @@
  */
 import type Database from 'better-sqlite3';
 import { AppError, openDatabase } from '@cloudlet/core';
+import { type MovieMetrics, mergeMetrics } from './preprocess/metrics';
 
 export const STATES = ['queued', 'running', 'done', 'failed', 'rejected'] as const;
 export type MovieState = (typeof STATES)[number];
@@ -38,6 +39,8 @@ export interface Movie {
   reason: string | null;
   /** found, settled, queued, `<step>.start`, `<step>.end`, done, failed...: epoch ms. */
   times: Record<string, number>;
+  /** What the steps reported so far, merged step by step (preprocess/metrics.ts). */
+  metrics: MovieMetrics;
 }
 
 export interface NewMovie {
@@ -73,6 +76,7 @@ interface MovieRow {
   attempts: number;
   reason: string | null;
   times: string;
+  metrics: string;
 }
 
 function toMovie(row: MovieRow): Movie {
@@ -93,6 +97,7 @@ function toMovie(row: MovieRow): Movie {
     attempts: row.attempts,
     reason: row.reason,
     times: JSON.parse(row.times) as Record<string, number>,
+    metrics: JSON.parse(row.metrics) as MovieMetrics,
   };
 }
 
@@ -118,7 +123,8 @@ export class Ledger {
         step TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
         reason TEXT,
-        times TEXT NOT NULL DEFAULT '{}'
+        times TEXT NOT NULL DEFAULT '{}',
+        metrics TEXT NOT NULL DEFAULT '{}'
       );
       CREATE INDEX IF NOT EXISTS movies_state ON movies (state, mtime_ms);
       CREATE TABLE IF NOT EXISTS seen (
@@ -134,6 +140,19 @@ export class Ledger {
         PRIMARY KEY (root, path)
       );
     `);
+    this.migrate();
+  }
+
+  /** Ledgers written before a column existed get it, with its default, in place. */
+  private migrate(): void {
+    const columns = new Set((this.db.prepare('PRAGMA table_info(movies)').all() as { name: string }[]).map((c) => c.name));
+    if (columns.has('metrics')) return;
+    try {
+      this.db.exec("ALTER TABLE movies ADD COLUMN metrics TEXT NOT NULL DEFAULT '{}'");
+    } catch (err) {
+      // The service and the CLI may open an old ledger at the same moment; one of them adds it.
+      if (!/duplicate column name/.test((err as Error).message)) throw err;
+    }
   }
 
   close(): void {
@@ -174,9 +193,23 @@ export class Ledger {
     })();
   }
 
-  /** Moves a movie to `to`, checking the transition, stamping `stamp` (defaults to the state name). */
-  transition(id: number, to: MovieState, fields: { step?: string | null; stepIndex?: number; reason?: string | null; attempts?: number; stamps?: Record<string, number> } = {}): Movie {
+  /** Merges a step's metrics into the movie's record (later values win; engines and files key by key). */
+  mergeMetrics(id: number, update: MovieMetrics): Movie {
     return this.db.transaction(() => {
+      const movie = this.get(id);
+      if (!movie) throw new AppError(`no movie ${id}`, { code: 'not_found', status: 404 });
+      this.db.prepare('UPDATE movies SET metrics = ? WHERE id = ?').run(JSON.stringify(mergeMetrics(movie.metrics, update)), id);
+      return this.get(id) as Movie;
+    })();
+  }
+
+  /**
+   * Moves a movie to `to`, checking the transition, stamping `stamp` (defaults to the state name).
+   * `metrics` are merged in the same transaction, so a step's numbers and its end are recorded together.
+   */
+  transition(id: number, to: MovieState, fields: { step?: string | null; stepIndex?: number; reason?: string | null; attempts?: number; stamps?: Record<string, number>; metrics?: MovieMetrics } = {}): Movie {
+    return this.db.transaction(() => {
+      if (fields.metrics) this.mergeMetrics(id, fields.metrics);
       const movie = this.get(id);
       if (!movie) throw new AppError(`no movie ${id}`, { code: 'not_found', status: 404 });
       if (movie.state !== to && !TRANSITIONS[movie.state].includes(to)) {

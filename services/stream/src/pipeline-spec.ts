@@ -19,8 +19,11 @@ const step = z
     timeout_s: z.number().positive().default(600),
     retries: z.number().int().min(0).max(10).default(1),
     env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).default({}),
+    /** External steps: the parser that reads the step's outputs into the movie's metrics once it succeeds. */
+    metrics: z.string().min(1).optional(),
   })
-  .refine((s) => (s.builtin === undefined) !== (s.run === undefined), 'exactly one of builtin or run');
+  .refine((s) => (s.builtin === undefined) !== (s.run === undefined), 'exactly one of builtin or run')
+  .refine((s) => s.metrics === undefined || s.run !== undefined, { message: 'metrics names a parser for an external (run) step; built-in steps report their own', path: ['metrics'] });
 
 export const pipelineSchema = z.strictObject({
   steps: z.array(step).min(1),
@@ -62,7 +65,7 @@ function compile(template: string, where: string, vars: Record<string, string>):
   return (ctx) => fn(ctx);
 }
 
-export function compilePipeline(input: unknown, source: string, builtins: ReadonlySet<string>): CompiledStep[] {
+export function compilePipeline(input: unknown, source: string, builtins: ReadonlySet<string>, parsers: ReadonlySet<string> = new Set()): CompiledStep[] {
   const parsed = pipelineSchema.safeParse(input);
   if (!parsed.success) throw new AppError(`${source}: ${formatIssues(parsed.error).join('; ')}`, { code: 'pipeline_invalid', status: 400 });
   const { steps, vars } = parsed.data;
@@ -73,6 +76,9 @@ export function compilePipeline(input: unknown, source: string, builtins: Readon
     names.add(s.name);
     if (s.builtin !== undefined && !builtins.has(s.builtin)) {
       throw new AppError(`${where}: no built-in step "${s.builtin}" (known: ${[...builtins].join(', ')})`, { code: 'pipeline_invalid', status: 400 });
+    }
+    if (s.metrics !== undefined && !parsers.has(s.metrics)) {
+      throw new AppError(`${where}: no metrics parser "${s.metrics}" (known: ${[...parsers].join(', ') || 'none'})`, { code: 'pipeline_invalid', status: 400 });
     }
     const args = (s.run ?? []).map((a, j) => compile(a, `${where}.run[${j}]`, vars));
     const outs = s.outputs.map((o, j) => compile(o, `${where}.outputs[${j}]`, vars));

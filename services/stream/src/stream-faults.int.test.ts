@@ -24,7 +24,10 @@ test('a movie the service may not read is recorded with the reason, and processe
   fs.mkdirSync(data);
   const ledgerFile = path.join(dir, 'ledger.sqlite');
   const config = path.join(dir, 'c.yml');
-  fs.writeFileSync(config, yaml.dump({ site: { state_dir: dir }, stream: { roots: [{ path: data, mode: 'event' }], settle_ms: 100, ledger_file: ledgerFile, output_dir: path.join(dir, 'out'), listen_port: 0 } }));
+  // About reading the movie, not processing it: one step that does nothing.
+  const pipelineFile = path.join(dir, 'p.yml');
+  fs.writeFileSync(pipelineFile, yaml.dump({ steps: [{ name: 'noop', builtin: 'noop' }] }));
+  fs.writeFileSync(config, yaml.dump({ site: { state_dir: dir }, stream: { roots: [{ path: data, mode: 'event' }], settle_ms: 100, ledger_file: ledgerFile, output_dir: path.join(dir, 'out'), pipeline_file: pipelineFile, listen_port: 0 } }));
   execFileSync('chown', ['-R', `${NOBODY}:${NOBODY}`, dir]);
   fs.chmodSync(dir, 0o755);
   const secret = path.join(data, 'secret.mrc');

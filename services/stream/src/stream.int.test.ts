@@ -24,15 +24,15 @@ echo end >> "$out/trace.txt"
 printf 'ok' > "$out/.step.tmp" && mv "$out/.step.tmp" "$out/step.out"
 `;
 
+const NOOP_PIPELINE = { steps: [{ name: 'noop', builtin: 'noop' }] };
+
 function setup(overrides: Record<string, unknown> = {}, pipeline?: unknown): { dir: string; data: string; start(): Promise<StreamService> } {
   const dir = tempDir('cloudlet-stream-');
   const data = path.join(dir, 'data');
   fs.mkdirSync(data);
-  let pipelineFile = '';
-  if (pipeline) {
-    pipelineFile = path.join(dir, 'pipeline.yml');
-    fs.writeFileSync(pipelineFile, yaml.dump(pipeline));
-  }
+  // These tests are about detection and the runner, not the stages: noop unless a test says otherwise.
+  const pipelineFile = path.join(dir, 'pipeline.yml');
+  fs.writeFileSync(pipelineFile, yaml.dump(pipeline ?? NOOP_PIPELINE));
   const config = streamSection.parse({
     roots: [{ path: data, mode: 'event' }],
     settle_ms: 300,

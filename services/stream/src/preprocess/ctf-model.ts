@@ -5,6 +5,10 @@
  * towards +y (increasing row index), in degrees; spatial frequencies in 1/A.
  */
 
+// Tests run under jest's vm contexts, where every global lookup (Math, Number) is ~50x slower
+// than a local one; the per-pixel loops here use these locals instead.
+const { atan, cos, sin, sqrt } = Math;
+
 export interface CtfParams {
   defocusU_A: number;
   defocusV_A: number;
@@ -12,13 +16,15 @@ export interface CtfParams {
   voltage_kV: number;
   cs_mm: number;
   amplitudeContrast: number;
+  /** Extra phase from a phase plate, degrees; 0 when absent. */
+  phaseShift_deg?: number;
 }
 
 export const DEFAULT_OPTICS = { voltage_kV: 300, cs_mm: 2.7, amplitudeContrast: 0.07 } as const;
 
 /** Relativistic electron wavelength in A for an accelerating voltage in volts. */
 export function electronWavelength_A(voltage_V: number): number {
-  return 12.2643 / Math.sqrt(voltage_V * (1 + 0.978466e-6 * voltage_V));
+  return 12.2643 / sqrt(voltage_V * (1 + 0.978466e-6 * voltage_V));
 }
 
 /** Precomputed constants so that the CTF can be evaluated per Fourier pixel cheaply. */
@@ -34,24 +40,24 @@ export function ctfModel(p: CtfParams): CtfModel {
   const lambda = electronWavelength_A(p.voltage_kV * 1000);
   const cs = p.cs_mm * 1e7;
   const q = p.amplitudeContrast;
-  const phase = Math.atan(q / Math.sqrt(1 - q * q));
+  const phase = atan(q / sqrt(1 - q * q)) + ((p.phaseShift_deg ?? 0) * Math.PI) / 180;
   const mean = (p.defocusU_A + p.defocusV_A) / 2;
   const half = (p.defocusU_A - p.defocusV_A) / 2;
   const ang = (p.astigmatismAngle_deg * Math.PI) / 180;
   // df(theta) = mean + half cos 2(theta - ang), expanded so no atan2 is needed per pixel.
-  const ax = half * Math.cos(2 * ang);
-  const ay = half * Math.sin(2 * ang);
+  const ax = half * cos(2 * ang);
+  const ay = half * sin(2 * ang);
   const a = Math.PI * lambda;
   const b = (Math.PI / 2) * cs * lambda ** 3;
   return {
     params: p,
     at(kx, ky) {
       const k2 = kx * kx + ky * ky;
-      if (k2 === 0) return -Math.sin(phase);
+      if (k2 === 0) return -sin(phase);
       const cos2 = (kx * kx - ky * ky) / k2;
       const sin2 = (2 * kx * ky) / k2;
       const df = mean + ax * cos2 + ay * sin2;
-      return -Math.sin(a * df * k2 - b * k2 * k2 + phase);
+      return -sin(a * df * k2 - b * k2 * k2 + phase);
     },
     chiMean(k) {
       const k2 = k * k;

@@ -2,9 +2,9 @@ import { electronWavelength_A } from './ctf-model';
 import { estimateCtf } from './ctf';
 import { syntheticMovie } from './synthetic';
 
-async function micrograph(defocusU_A: number, defocusV_A: number, astigmatismAngle_deg: number, o: { seed?: number; contrast?: number; bFactor_A2?: number } = {}): Promise<Float32Array> {
+async function micrograph(defocusU_A: number, defocusV_A: number, astigmatismAngle_deg: number, o: { seed?: number; contrast?: number; bFactor_A2?: number; phaseShift_deg?: number } = {}): Promise<Float32Array> {
   // One frame at the dose of a whole movie (20 e/px): CTF estimation sees the aligned sum.
-  const m = await syntheticMovie({ size: 512, frames: 1, seed: o.seed ?? 11, dosePerFrame: 20, contrast: o.contrast ?? 0.3, bFactor_A2: o.bFactor_A2 ?? 40, ctf: { defocusU_A, defocusV_A, astigmatismAngle_deg } });
+  const m = await syntheticMovie({ size: 512, frames: 1, seed: o.seed ?? 11, dosePerFrame: 20, contrast: o.contrast ?? 0.3, bFactor_A2: o.bFactor_A2 ?? 40, ctf: { defocusU_A, defocusV_A, astigmatismAngle_deg, phaseShift_deg: o.phaseShift_deg ?? 0 } });
   return m.frames[0] as Float32Array;
 }
 
@@ -54,5 +54,18 @@ describe('estimateCtf on synthetic 512x512 micrographs (1 A/px, 300 kV)', () => 
     const e = await estimateCtf(await micrograph(10000, 9000, 60), 512, 512, { pixelSize_A: 1, tileSize: 256 });
     expect(Math.abs(e.defocusU_A - 10000) / 10000).toBeLessThan(0.02);
     expect(Math.abs(e.defocusV_A - 9000) / 9000).toBeLessThan(0.02);
+  });
+
+  it.each([[6000, 5400, 40, 90], [12000, 11500, 100, 45], [9000, 8800, 0, 150]])('fits a phase-plate shift: U %d, V %d, angle %d, shift %d degrees', async (u, v, angle, shift) => {
+    const e = await estimateCtf(await micrograph(u, v, angle, { phaseShift_deg: shift }), 512, 512, { pixelSize_A: 1, phaseShift: true });
+    // Phase and defocus trade off over a band of a few rings: the fit lands 4-10 degrees high.
+    const d = Math.abs((e.phaseShift_deg ?? NaN) - shift) % 180;
+    expect(Math.min(d, 180 - d)).toBeLessThan(15);
+    expect(Math.abs(e.defocusU_A - u) / u).toBeLessThan(0.02);
+    expect(Math.abs(e.defocusV_A - v) / v).toBeLessThan(0.02);
+    // Without the phase term the same spectrum fits worse.
+    const plain = await estimateCtf(await micrograph(u, v, angle, { phaseShift_deg: shift }), 512, 512, { pixelSize_A: 1 });
+    expect(plain.phaseShift_deg).toBeUndefined();
+    expect(plain.cc).toBeLessThan(e.cc);
   });
 });

@@ -15,6 +15,10 @@ import { createFft2d, isPowerOfTwo } from './fft';
 import { nelderMead } from './simplex';
 import { type Band, bandPixels, normalisedSpectrum, profileCc, type Spectrum, fitRadius } from './spectrum';
 
+// Tests run under jest's vm contexts, where every global lookup (Math, Number) is ~50x slower
+// than a local one; the per-pixel loops here use these locals instead.
+const { atan2, ceil, floor, hypot, max, min, sin, sqrt } = Math;
+
 export interface CtfEstimateOptions {
   pixelSize_A: number;
   voltage_kV?: number;
@@ -32,6 +36,8 @@ export interface CtfEstimateOptions {
   maxAstigmatism_A?: number;
   ccThreshold?: number;
   minRingPeriod_px?: number;
+  /** Also fit a phase-plate phase shift (0-180 degrees). */
+  phaseShift?: boolean;
 }
 
 export interface CtfEstimate {
@@ -42,57 +48,73 @@ export interface CtfEstimate {
   fitResolution_A: number;
   /** CC of model and spectrum over the fitting band. */
   cc: number;
+  /** Only when asked for (options.phaseShift), degrees in [0, 180). */
+  phaseShift_deg?: number;
 }
 
 export async function estimateCtf(image: Float32Array, width: number, height: number, options: CtfEstimateOptions): Promise<CtfEstimate> {
-  const o = { minResolution_A: 30, maxResolution_A: 5, minDefocus_A: 1000, maxDefocus_A: 60000, maxAstigmatism_A: 2000, ccThreshold: 0.3, minRingPeriod_px: 3, ...DEFAULT_OPTICS, ...options };
-  const tile = o.tileSize ?? largestTile(width, height);
+  const tile = options.tileSize ?? largestTile(width, height);
   if (!isPowerOfTwo(tile) || tile > width || tile > height) throw new RangeError(`tile size ${tile} must be a power of two no larger than the ${width}x${height} image`);
-  const amp = await averageAmplitude(image, width, height, tile);
+  return estimateCtfFromAmplitude(await averageAmplitude(image, width, height, tile), tile, options);
+}
+
+/** The fit on a mean amplitude spectrum of `tile`-sized tiles (averageAmplitude), computed once by callers that also draw it. */
+export function estimateCtfFromAmplitude(amp: Float32Array, tile: number, options: CtfEstimateOptions): CtfEstimate {
+  const o = { minResolution_A: 30, maxResolution_A: 5, minDefocus_A: 1000, maxDefocus_A: 60000, maxAstigmatism_A: 2000, ccThreshold: 0.3, minRingPeriod_px: 3, ...DEFAULT_OPTICS, ...options };
+  if (amp.length !== tile * (tile / 2 + 1)) throw new RangeError(`amplitude has ${amp.length} values, not ${tile}x${tile / 2 + 1}`);
   const dk = 1 / (tile * o.pixelSize_A);
   const optics = { voltage_kV: o.voltage_kV, cs_mm: o.cs_mm, amplitudeContrast: o.amplitudeContrast };
   const lambda = electronWavelength_A(o.voltage_kV * 1000);
-  const rMin = Math.max(2, Math.ceil(1 / (o.minResolution_A * dk)));
-  const rBand = Math.min(tile / 2 - 1, Math.floor(1 / (Math.max(o.maxResolution_A, 2 * o.pixelSize_A) * dk)));
+  const rMin = max(2, ceil(1 / (o.minResolution_A * dk)));
+  const rBand = min(tile / 2 - 1, floor(1 / (max(o.maxResolution_A, 2 * o.pixelSize_A) * dk)));
   // Radius (pixels) beyond which rings at defocus df are closer than minRingPeriod_px.
-  const rAlias = (df: number): number => Math.floor(1 / (2 * lambda * df * dk * dk * o.minRingPeriod_px));
-  const periodAt = (df: number) => (r: number): number => 1 / Math.max(1e-9, 2 * lambda * df * r * dk * dk);
+  const rAlias = (df: number): number => floor(1 / (2 * lambda * df * dk * dk * o.minRingPeriod_px));
+  const periodAt = (df: number) => (r: number): number => 1 / max(1e-9, 2 * lambda * df * r * dk * dk);
 
   // Pass 1: a fixed background window; pass 2: one Thon-ring period at the pass-1 defocus.
-  let spectrum = normalisedSpectrum(amp, tile, () => Math.max(8, tile / 16));
-  let df = search1d(spectrum, o.minDefocus_A, o.maxDefocus_A, 50);
-  spectrum = normalisedSpectrum(amp, tile, periodAt(df));
-  df = search1d(spectrum, df - 2000, df + 2000, 10);
+  // CTF^2 repeats every 180 degrees of phase shift, so a coarse grid over [0, 180) finds it.
+  const coarsePhases = o.phaseShift ? Array.from({ length: 12 }, (_, i) => i * 15) : [0];
+  let spectrum = normalisedSpectrum(amp, tile, () => max(8, tile / 16));
+  let first = search1d(spectrum, o.minDefocus_A, o.maxDefocus_A, 50, coarsePhases);
+  spectrum = normalisedSpectrum(amp, tile, periodAt(first.df));
+  const finePhases = o.phaseShift ? Array.from({ length: 13 }, (_, i) => first.ps - 15 + i * 2.5) : [0];
+  first = search1d(spectrum, first.df - 2000, first.df + 2000, 10, finePhases);
+  const df = first.df;
 
-  function search1d(s: Spectrum, lo: number, hi: number, step: number): number {
-    let best = { df: lo, cc: -Infinity };
-    for (let d = Math.max(o.minDefocus_A, lo); d <= Math.min(o.maxDefocus_A, hi); d += step) {
-      const m = ctfModel({ ...optics, defocusU_A: d, defocusV_A: d, astigmatismAngle_deg: 0 });
-      const rMax = Math.min(rBand, rAlias(d));
+  function search1d(s: Spectrum, lo: number, hi: number, step: number, phases: number[]): { df: number; ps: number } {
+    let best = { df: lo, ps: 0, cc: -Infinity };
+    for (let d = max(o.minDefocus_A, lo); d <= min(o.maxDefocus_A, hi); d += step) {
+      const rMax = min(rBand, rAlias(d));
       if (rMax - rMin < 8) continue;
-      const cc = profileCc(s.radial, rMin, rMax, (r) => Math.sin(m.chiMean(r * dk)) ** 2);
-      if (cc > best.cc) best = { df: d, cc };
+      for (const ps of phases) {
+        const m = ctfModel({ ...optics, defocusU_A: d, defocusV_A: d, astigmatismAngle_deg: 0, phaseShift_deg: ps });
+        const cc = profileCc(s.radial, rMin, rMax, (r) => sin(m.chiMean(r * dk)) ** 2);
+        if (cc > best.cc) best = { df: d, ps, cc };
+      }
     }
-    return best.df;
+    return { df: best.df, ps: best.ps };
   }
 
-  const band: Band = bandPixels(spectrum, tile, dk, rMin, Math.min(rBand, rAlias(df + o.maxAstigmatism_A)));
-  const cc2d = (mean: number, ax: number, ay: number): number => band.cc(modelOf(optics, mean, ax, ay));
+  const band: Band = bandPixels(spectrum, tile, dk, rMin, min(rBand, rAlias(df + o.maxAstigmatism_A)));
+  const cc2d = (mean: number, ax: number, ay: number, ps: number): number => band.cc(modelOf(optics, mean, ax, ay, ps));
   let best = { x: [df, 0, 0], cc: -Infinity };
-  const step = Math.max(100, o.maxAstigmatism_A / 10);
+  const step = max(100, o.maxAstigmatism_A / 10);
   for (let ax = -o.maxAstigmatism_A; ax <= o.maxAstigmatism_A; ax += step) {
     for (let ay = -o.maxAstigmatism_A; ay <= o.maxAstigmatism_A; ay += step) {
-      const cc = cc2d(df, ax, ay);
+      const cc = cc2d(df, ax, ay, first.ps);
       if (cc > best.cc) best = { x: [df, ax, ay], cc };
     }
   }
-  const fit = nelderMead((x) => -cc2d(x[0] as number, x[1] as number, x[2] as number), best.x, [step, step / 2, step / 2], { maxIterations: 300, tolerance: 1e-5 });
+  const start = o.phaseShift ? [...best.x, first.ps] : best.x;
+  const steps = o.phaseShift ? [step, step / 2, step / 2, 10] : [step, step / 2, step / 2];
+  const fit = nelderMead((x) => -cc2d(x[0] as number, x[1] as number, x[2] as number, o.phaseShift ? (x[3] as number) : 0), start, steps, { maxIterations: o.phaseShift ? 500 : 300, tolerance: 1e-5 });
   const [mean, ax, ay] = fit.x as [number, number, number];
-  const params = toParams(optics, mean, ax, ay);
+  const phaseShift_deg = o.phaseShift ? ((((fit.x[3] as number) % 180) + 180) % 180) : undefined;
+  const params = { ...toParams(optics, mean, ax, ay), phaseShift_deg };
   const model = ctfModel(params);
   // Start at the first Thon-ring minimum: inside it the background dominates, not rings.
   let rStart = rMin;
-  const firstZero = (Math.floor(model.chiMean(rMin * dk) / Math.PI) + 1) * Math.PI;
+  const firstZero = (floor(model.chiMean(rMin * dk) / Math.PI) + 1) * Math.PI;
   while (rStart < tile / 2 && model.chiMean(rStart * dk) < firstZero) rStart++;
   const fitR = fitRadius(spectrum, tile, dk, model, rStart, periodAt(mean), o.ccThreshold);
   return {
@@ -101,6 +123,7 @@ export async function estimateCtf(image: Float32Array, width: number, height: nu
     astigmatismAngle_deg: params.astigmatismAngle_deg,
     fitResolution_A: 1 / (fitR * dk),
     cc: -fit.value,
+    ...(phaseShift_deg === undefined ? {} : { phaseShift_deg }),
   };
 }
 
@@ -108,24 +131,24 @@ type Optics = Pick<CtfParams, 'voltage_kV' | 'cs_mm' | 'amplitudeContrast'>;
 
 /** (mean, ax, ay) is a smooth parameterisation: no wrap-around in angle, no U/V swap. */
 function toParams(optics: Optics, mean: number, ax: number, ay: number): CtfParams {
-  const half = Math.hypot(ax, ay);
-  const angle = ((Math.atan2(ay, ax) * 90) / Math.PI + 180) % 180;
+  const half = hypot(ax, ay);
+  const angle = ((atan2(ay, ax) * 90) / Math.PI + 180) % 180;
   return { ...optics, defocusU_A: mean + half, defocusV_A: mean - half, astigmatismAngle_deg: angle };
 }
 
-function modelOf(optics: Optics, mean: number, ax: number, ay: number): (kx: number, ky: number) => number {
-  const m = ctfModel(toParams(optics, mean, ax, ay));
+function modelOf(optics: Optics, mean: number, ax: number, ay: number, phaseShift_deg: number): (kx: number, ky: number) => number {
+  const m = ctfModel({ ...toParams(optics, mean, ax, ay), phaseShift_deg });
   return (kx, ky) => m.at(kx, ky) ** 2;
 }
 
-function largestTile(width: number, height: number): number {
+export function largestTile(width: number, height: number): number {
   let t = 512;
-  while (t > Math.min(width, height)) t /= 2;
+  while (t > min(width, height)) t /= 2;
   return t;
 }
 
 /** Mean amplitude spectrum (half plane, tile rows of tile/2 + 1) of tiles overlapping by half. */
-async function averageAmplitude(image: Float32Array, width: number, height: number, tile: number): Promise<Float32Array> {
+export async function averageAmplitude(image: Float32Array, width: number, height: number, tile: number): Promise<Float32Array> {
   const fft = await createFft2d();
   const sum = new Float32Array(tile * (tile / 2 + 1));
   const buf = new Float32Array(tile * tile);
@@ -138,7 +161,7 @@ async function averageAmplitude(image: Float32Array, width: number, height: numb
       mean /= buf.length;
       for (let i = 0; i < buf.length; i++) buf[i] = (buf[i] as number) - mean;
       const p = fft.powerSpectrum(buf, tile, tile);
-      for (let i = 0; i < p.length; i++) sum[i] = (sum[i] as number) + Math.sqrt(p[i] as number);
+      for (let i = 0; i < p.length; i++) sum[i] = (sum[i] as number) + sqrt(p[i] as number);
       count++;
     }
   }

@@ -1,10 +1,11 @@
 /**
  * 2-D FFTs of real images (Float32Array, row-major) on PFFFT compiled to WebAssembly.
  *
- * Restriction: both sides must be powers of two, width >= 32 and height >= 16 (PFFFT's real
- * transform needs a multiple of 32 points, its complex one a multiple of 16, and power-of-two
- * sides keep it on its fast radix-2/4 path). Callers crop or pad: detector frames
- * (4096, 5760x4092) are cropped to a power-of-two square or binned first.
+ * Sizes: PFFFT factors into 2, 3 and 5 only, and its real transform needs a multiple of 32
+ * points, its complex one a multiple of 16. So the width must be 2^a 3^b 5^c and a multiple of
+ * 32, the height 2^a 3^b 5^c and a multiple of 16 (fftWidth/fftHeight give the next such
+ * size). Falcon 4 (4096) and K3 columns (5760 = 2^7 3^2 5) fit as they are; K3 rows (4092 =
+ * 4 3 11 31) do not, so callers pad them to 4096 or crop.
  *
  * Spectra are the half plane that a real image determines: `height` rows (ky = 0..height-1,
  * rows >= height/2 are the negative frequencies) of `width/2 + 1` complex values
@@ -42,6 +43,46 @@ const BACKWARD = 1;
 
 export function isPowerOfTwo(n: number): boolean {
   return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+/** True when n has no prime factor above 5 (PFFFT's radices). */
+export function isFiveSmooth(n: number): boolean {
+  if (!Number.isInteger(n) || n < 1) return false;
+  for (const p of [2, 3, 5]) while (n % p === 0) n /= p;
+  return n === 1;
+}
+
+/** Whether PFFFT can transform an image `width` x `height` (see the file comment). */
+export function isFftSize(width: number, height: number): boolean {
+  return width % 32 === 0 && height % 16 === 0 && isFiveSmooth(width) && isFiveSmooth(height);
+}
+
+/** The smallest valid FFT width >= n. */
+export function fftWidth(n: number): number {
+  let m = Math.max(32, Math.ceil(n / 32) * 32);
+  while (!isFiveSmooth(m)) m += 32;
+  return m;
+}
+
+/** The smallest valid FFT height >= n. */
+export function fftHeight(n: number): number {
+  let m = Math.max(16, Math.ceil(n / 16) * 16);
+  while (!isFiveSmooth(m)) m += 16;
+  return m;
+}
+
+/** The largest valid FFT width <= n (at least 32), for cropping. */
+export function fftWidthBelow(n: number): number {
+  let m = Math.max(32, Math.floor(n / 32) * 32);
+  while (m > 32 && !isFiveSmooth(m)) m -= 32;
+  return m;
+}
+
+/** The largest valid FFT height <= n (at least 16), for cropping. */
+export function fftHeightBelow(n: number): number {
+  let m = Math.max(16, Math.floor(n / 16) * 16);
+  while (m > 16 && !isFiveSmooth(m)) m -= 16;
+  return m;
 }
 
 /** Signed frequency index of row/column `i` of an n-point transform. */
@@ -129,29 +170,50 @@ class PffftFft2d implements Fft2d {
     return p;
   }
 
-  /** Complex transforms down each of the `hw` columns of the half plane, in place. */
+  /**
+   * Complex transforms down each of the `hw` columns of the half plane, in place. Columns are
+   * gathered COLUMN_BLOCK at a time: a row then yields that many neighbouring values per cache
+   * line instead of one, which matters at 4096 rows (the strided walk was most of the time).
+   */
   private columns(data: Float32Array, hw: number, height: number, cp: Plan, direction: number): void {
-    const heap = this.m.HEAPF32;
     const cin = cp.input >> 2;
     const cout = cp.output >> 2;
-    const stride = hw * 2;
-    for (let x = 0; x < hw; x++) {
-      for (let y = 0, s = x * 2; y < height; y++, s += stride) {
-        heap[cin + 2 * y] = data[s] as number;
-        heap[cin + 2 * y + 1] = data[s + 1] as number;
+    const n = height * 2;
+    // A complex value is two adjacent floats: a float64 view moves it in one load and store.
+    const d64 = new Float64Array(data.buffer, data.byteOffset, data.length / 2);
+    const stage64 = this.stage(COLUMN_BLOCK * height);
+    const stage32 = new Float32Array(stage64.buffer, 0, stage64.length * 2);
+    for (let x0 = 0; x0 < hw; x0 += COLUMN_BLOCK) {
+      const block = hw - x0 < COLUMN_BLOCK ? hw - x0 : COLUMN_BLOCK;
+      // Gather: stage holds column b at [b * height, (b + 1) * height) complex values.
+      for (let y = 0, s = x0; y < height; y++, s += hw) {
+        for (let b = 0, t = y; b < block; b++, t += height) stage64[t] = d64[s + b] as number;
       }
-      this.m._pffft_transform_ordered(cp.setup, cp.input, cp.output, cp.work, direction);
-      for (let y = 0, s = x * 2; y < height; y++, s += stride) {
-        data[s] = heap[cout + 2 * y] as number;
-        data[s + 1] = heap[cout + 2 * y + 1] as number;
+      for (let b = 0; b < block; b++) {
+        const heap = this.m.HEAPF32;
+        heap.set(stage32.subarray(b * n, (b + 1) * n), cin);
+        this.m._pffft_transform_ordered(cp.setup, cp.input, cp.output, cp.work, direction);
+        stage32.set(heap.subarray(cout, cout + n), b * n);
+      }
+      for (let y = 0, s = x0; y < height; y++, s += hw) {
+        for (let b = 0, t = y; b < block; b++, t += height) d64[s + b] = stage64[t] as number;
       }
     }
   }
+
+  private staging = new Float64Array(0);
+
+  private stage(length: number): Float64Array {
+    if (this.staging.length < length) this.staging = new Float64Array(length);
+    return this.staging;
+  }
 }
+/** Columns gathered per pass in the column transforms (16 complex values = two cache lines a row). */
+const COLUMN_BLOCK = 16;
 
 function check(length: number, width: number, height: number): void {
-  if (!isPowerOfTwo(width) || !isPowerOfTwo(height) || width < 32 || height < 16) {
-    throw new RangeError(`FFT sides must be powers of two with width >= 32 and height >= 16, not ${width}x${height}: crop or pad the image`);
+  if (!(width > 0 && height > 0 && isFftSize(width, height))) {
+    throw new RangeError(`FFT sides must be 2^a 3^b 5^c, the width a multiple of 32 and the height of 16, not ${width}x${height}: crop or pad the image`);
   }
   if (length >= 0 && length !== width * height) throw new RangeError(`image has ${length} pixels, not ${width}x${height}`);
 }
@@ -188,19 +250,28 @@ export function createFft2d(): Promise<Fft2d> {
 export function fourierShift(spectrum: HalfSpectrum, dx: number, dy: number): HalfSpectrum {
   const { data, width, height } = spectrum;
   const hw = width / 2 + 1;
+  // The ramp is separable: one phase per column and one per row, multiplied per pixel,
+  // instead of a cos and a sin for every pixel.
+  const cx = new Float64Array(hw);
+  const sx = new Float64Array(hw);
+  for (let x = 0; x < hw; x++) {
+    const ph = (-2 * Math.PI * x * dx) / width;
+    cx[x] = x === width / 2 ? 0 : Math.cos(ph);
+    sx[x] = x === width / 2 ? 0 : Math.sin(ph);
+  }
   for (let y = 0; y < height; y++) {
-    const ky = signedIndex(y, height);
-    const py = (-2 * Math.PI * ky * dy) / height;
+    const o = y * hw * 2;
+    if (y === height / 2) {
+      data.fill(0, o, o + hw * 2);
+      continue;
+    }
+    const py = (-2 * Math.PI * signedIndex(y, height) * dy) / height;
+    const cy = Math.cos(py);
+    const sy = Math.sin(py);
     for (let x = 0; x < hw; x++) {
-      const i = (y * hw + x) * 2;
-      if (x === width / 2 || y === height / 2) {
-        data[i] = 0;
-        data[i + 1] = 0;
-        continue;
-      }
-      const ph = py - (2 * Math.PI * x * dx) / width;
-      const c = Math.cos(ph);
-      const s = Math.sin(ph);
+      const c = (cx[x] as number) * cy - (sx[x] as number) * sy;
+      const s = (cx[x] as number) * sy + (sx[x] as number) * cy;
+      const i = o + 2 * x;
       const re = data[i] as number;
       const im = data[i + 1] as number;
       data[i] = re * c - im * s;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { AppError } from '@cloudlet/core';
 import { tempDir } from '@cloudlet/core/testing';
 import { toFloat16Bits } from './float16';
-import { type MrcMode, readMrcFrame, readMrcFrames, readMrcHeader, writeMrc } from './mrc';
+import { MRC_HEADER_BYTES, type MrcMode, readMrcFrame, readMrcFrames, readMrcHeader, writeMrc } from './mrc';
 
 let dir: string;
 let n = 0;
@@ -92,6 +92,17 @@ describe('writeMrc then readMrc', () => {
     expect(toFloat16Bits(2 ** -25)).toBe(0);
     expect(toFloat16Bits(2 ** -25 + 2 ** -30)).toBe(1);
     expect(toFloat16Bits(-NaN) & 0x7fff).toBe(0x7e00);
+  });
+
+  it('mode 12 writes the bits toFloat16Bits gives, across the range and at rounding ties', async () => {
+    const p = file();
+    let seed = 9;
+    const rand = (): number => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const values = Float32Array.from({ length: 4096 }, (_, i) => (i % 2 ? -1 : 1) * 2 ** (rand() * 50 - 30) * (1 + rand()));
+    values.set([1 + 2 ** -11, 1 + 3 * 2 ** -11, 65519, 65520, 2 ** -14, 2 ** -14 - 2 ** -25, 2 ** 15 * (2 - 2 ** -11), -0, 0.1, 1e-9]);
+    await writeMrc(p, { width: 64, height: 64, frames: [values], mode: 12 });
+    const bits = new Uint16Array(fs.readFileSync(p).buffer.slice(MRC_HEADER_BYTES, MRC_HEADER_BYTES + 8192));
+    expect(Array.from(bits)).toEqual(Array.from(values, (v) => toFloat16Bits(v)));
   });
 
   it('takes frames from an async iterable and records NZ, pixel size and labels', async () => {

@@ -32,7 +32,8 @@ export interface Optics {
 
 export interface StageOptions {
   optics: Optics;
-  motion: { bin: number; iterations: number; patches: [number, number] | null };
+  /** bin 'auto': the whole number that brings the frame's long side nearest 512 pixels (at least 1). */
+  motion: { bin: number | 'auto'; iterations: number; patches: [number, number] | null };
   sum: { reducedBin: number };
   ctf: { tile: number; minRes_A: number; maxRes_A: number; minDefocus_A: number; maxDefocus_A: number; phaseShift: boolean; ccThreshold: number };
   picking: { radiusMin_A: number; radiusMax_A: number; threshold: number };
