@@ -17,6 +17,7 @@ const SERVICES = [
   { name: 'instrument-sim', main: 'services/instrument-sim/dist/main.js', args: [] },
   { name: 'relay', main: 'services/instrument-relay/dist/main.js', args: ['serve'] },
   { name: 'stream', main: 'services/stream/dist/main.js', args: ['serve'] },
+  { name: 'launcher', main: 'services/launcher/dist/main.js', args: ['serve'] },
   { name: 'portal', main: 'services/portal/dist/main.js', args: [] },
 ];
 

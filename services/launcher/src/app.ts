@@ -12,9 +12,12 @@ import { AppError, closeServer, errorHandler, formatIssues, type Instrument, lis
 import type { UserMap } from '@cloudlet/usermap';
 import type { SessionBackend } from './backend';
 import type { LauncherConfig } from './config';
-import { Launcher, view } from './launcher';
+import { Launcher } from './launcher';
 import { PodmanBackend } from './podman-backend';
 import { ProcessBackend } from './process-backend';
+import type { Session } from './store';
+import { terminalAssets } from './terminal-page';
+import { createTerminalService, type TerminalService } from './terminal-service';
 
 export interface LauncherServiceDeps {
   config: LauncherConfig;
@@ -27,8 +30,10 @@ export interface LauncherServiceDeps {
 
 export interface LauncherService {
   launcher: Launcher;
-  /** `http://host:port`, or `unix:/path` for a socket. */
-  start(): Promise<{ url: string }>;
+  /** Present when `config.terminal` is set. */
+  terminals: TerminalService | undefined;
+  /** `url`: `http://host:port`, or `unix:/path` for a socket; `terminal_url`: the terminal listener's ws base. */
+  start(): Promise<{ url: string; terminal_url?: string }>;
   stop(): Promise<void>;
 }
 
@@ -37,6 +42,10 @@ const startBody = z.strictObject({
   app: z.string().min(1),
   session: z.string().min(1).optional(),
 });
+
+const terminalBody = z.strictObject({ user: z.string().min(1) });
+
+const notFound = (id: string): AppError => new AppError(`no session ${id}`, { code: 'not_found', status: 404, publicMessage: 'There is no such session.' });
 
 export function createBackend(config: LauncherConfig): SessionBackend {
   return config.backend === 'podman' ? new PodmanBackend({ config: config.podman, instance: config.instance }) : new ProcessBackend(config.state_dir);
@@ -60,6 +69,7 @@ export function createLauncherService(deps: LauncherServiceDeps): LauncherServic
   const { config, log } = deps;
   const launcher = new Launcher({ config, log, usermap: deps.usermap, instruments: deps.instruments, backend: deps.backend ?? createBackend(config) });
   const token = readOrCreateSecretFile(config.token_file);
+  const terminals = config.terminal ? createTerminalService({ config: config.terminal, launcher, log: log.child({ component: 'terminal' }) }) : undefined;
 
   const app = express();
   app.disable('x-powered-by');
@@ -76,20 +86,43 @@ export function createLauncherService(deps: LauncherServiceDeps): LauncherServic
     res.setHeader('cache-control', 'no-store');
     res.status(201).json(result);
   });
+  app.get('/api/apps', (_req, res) => {
+    res.json(config.apps.map((a) => ({ id: a.id, title: a.title ?? a.id, idle_timeout_s: a.idle_timeout_s, max_lifetime_s: a.max_lifetime_s })));
+  });
   app.get('/api/sessions', (req, res) => {
     const user = typeof req.query.user === 'string' ? req.query.user : undefined;
     const owner = user === undefined ? undefined : launcher.resolveUser(user).personId;
-    res.json(launcher.list(owner).map(view));
+    res.json(launcher.list(owner).map((s) => launcher.view(s)));
   });
+  /**
+   * With `?user=` (the portal always sends it) a session of someone else is answered exactly
+   * like one that does not exist, so ids cannot be probed for.
+   */
+  const sessionFor = (id: string, user: unknown): Session => {
+    const session = launcher.get(id);
+    if (!session) throw notFound(id);
+    if (user !== undefined && (typeof user !== 'string' || launcher.resolveUser(user).personId !== session.owner)) throw notFound(id);
+    return session;
+  };
   app.get('/api/sessions/:id', (req, res) => {
-    const session = launcher.get(req.params.id);
-    if (!session) throw new AppError(`no session ${req.params.id}`, { code: 'not_found', status: 404 });
-    res.json(view(session));
+    res.json(launcher.view(sessionFor(req.params.id, req.query.user)));
   });
   app.delete('/api/sessions/:id', async (req, res) => {
+    sessionFor(req.params.id, req.query.user);
     const stopped = await launcher.stop(req.params.id);
-    res.json({ stopped, session: view(launcher.get(req.params.id) as NonNullable<ReturnType<Launcher['get']>>) });
+    res.json({ stopped, session: launcher.view(launcher.get(req.params.id) as Session) });
   });
+  app.post('/api/sessions/:id/terminal', (req, res) => {
+    if (!terminals) throw new AppError('launcher.terminal is not configured', { code: 'not_found', status: 404, publicMessage: 'Terminals are not enabled on this server.' });
+    const body = terminalBody.safeParse(req.body);
+    if (!body.success) throw new AppError(`invalid request: ${formatIssues(body.error).join('; ')}`, { code: 'bad_request', status: 400 });
+    const session = sessionFor(req.params.id, body.data.user);
+    if (session.state !== 'running') throw new AppError(`session ${session.id} is ${session.state}`, { code: 'gone', status: 410, publicMessage: 'This session has ended.' });
+    res.setHeader('cache-control', 'no-store');
+    res.json(terminals.issue(session.id, session.owner));
+  });
+  // The terminal page's scripts, fetched by the portal (with the token) and served from its own origin.
+  app.use('/api/terminal-assets', terminalAssets());
   app.post('/api/sessions/:id/activity', (req, res) => {
     if (!launcher.activity(req.params.id)) throw new AppError(`no running session ${req.params.id}`, { code: 'not_found', status: 404 });
     res.status(204).end();
@@ -104,8 +137,10 @@ export function createLauncherService(deps: LauncherServiceDeps): LauncherServic
 
   return {
     launcher,
+    terminals,
     async start() {
       await launcher.open();
+      const terminal = await terminals?.start();
       let url: string;
       if (config.listen_socket) {
         fs.rmSync(config.listen_socket, { force: true });
@@ -119,10 +154,11 @@ export function createLauncherService(deps: LauncherServiceDeps): LauncherServic
         const address = await listen(server, config.listen_host, config.listen_port);
         url = `http://${address.address}:${address.port}`;
       }
-      log.info({ url, backend: config.backend, apps: config.apps.map((a) => a.id) }, 'launcher ready');
-      return { url };
+      log.info({ url, terminal_url: terminal?.url, backend: config.backend, apps: config.apps.map((a) => a.id) }, 'launcher ready');
+      return terminal ? { url, terminal_url: terminal.url } : { url };
     },
     async stop() {
+      await terminals?.stop();
       await closeServer(server);
       await launcher.close();
     },

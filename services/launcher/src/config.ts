@@ -25,6 +25,8 @@ const limits = z
 
 const app = z.strictObject({
   id: z.string().regex(INSTRUMENT_ID, 'lowercase letters, digits and dashes'),
+  /** What people see in the portal's session list; the id when absent. */
+  title: z.string().min(1).optional(),
   /** Podman backend: the image (built by scripts/build-images, or imported in tests). */
   image: z.string().min(1).optional(),
   /**
@@ -62,6 +64,26 @@ const podman = z
   })
   .prefault({});
 
+/**
+ * The browser terminal's own listener: browsers connect to it directly (the portal hands them a
+ * one-time ticket), so it is the one launcher port a browser reaches, and the API stays on
+ * loopback or a socket.
+ */
+const terminal = z.strictObject({
+  listen_host: z.string().min(1).default('127.0.0.1'),
+  listen_port: z.number().int().min(0).max(65535).default(8096),
+  /** The base URL browsers reach the listener at (behind a TLS proxy: wss://host/path); default ws://<listen_host>:<port>. */
+  public_url: z.string().regex(/^wss?:\/\//, 'a ws:// or wss:// URL').optional(),
+  /** Origins whose pages may open a terminal: the portal's public origin (or OOD's). */
+  allowed_origins: z.array(z.url()).min(1),
+  /** How long a ticket waits for its page to connect. */
+  ticket_ttl_s: z.number().int().min(1).max(600).default(60),
+  /** The shell a terminal runs in the session, as an argument vector. */
+  shell: z.array(z.string().min(1)).min(1).default(['bash', '-l']),
+  /** While a terminal is attached its session counts as active; reported this often. */
+  activity_interval_ms: z.number().int().min(50).default(30_000),
+});
+
 /** The `launcher` section of cloudlet.yml. */
 export const launcherSection = z
   .strictObject({
@@ -89,6 +111,8 @@ export const launcherSection = z
     listen_socket: z.string().min(1).optional(),
     /** The host address sessions are reached on (host and bridge network). */
     session_host: z.string().min(1).default('127.0.0.1'),
+    /** The browser terminal; without it the terminal route answers 404. */
+    terminal: terminal.optional(),
   })
   .prefault({});
 
@@ -96,3 +120,4 @@ export type LauncherConfig = z.infer<typeof launcherSection>;
 export type AppConfig = LauncherConfig['apps'][number];
 export type PodmanConfig = LauncherConfig['podman'];
 export type Limits = AppConfig['limits'];
+export type TerminalConfig = NonNullable<LauncherConfig['terminal']>;

@@ -10,3 +10,4 @@ export * from './process-backend';
 export * from './store';
 export * from './terminal';
 export * from './terminal-page';
+export * from './terminal-service';

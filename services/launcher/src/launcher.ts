@@ -5,6 +5,8 @@
  * makes the backend and its own records agree again (no orphan, no duplicate).
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { AppError, ConfigError, errorMessage, INSTRUMENT_ID, type Instrument, type Logger, logError } from '@cloudlet/core';
 import { accountOf, type LocalAccount, type UserMap } from '@cloudlet/usermap';
 import { LABEL, type LaunchPlan, type RunState, type SessionBackend, type SessionEntry, type SessionRef } from './backend';
@@ -42,6 +44,10 @@ export interface SessionView {
   last_activity: string;
   ended_at: string | undefined;
   reason: string | undefined;
+  /** Active sessions: when the maximum lifetime ends it, whatever its activity. */
+  expires_at: string | undefined;
+  /** Active sessions: when it is culled unless some activity is reported first. */
+  idle_deadline: string | undefined;
 }
 
 export class Launcher {
@@ -52,6 +58,7 @@ export class Launcher {
   private readonly inFlight = new Map<string, AbortController>();
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
+  private readonly endListeners = new Set<(sessionId: string) => void>();
 
   constructor(private readonly deps: LauncherDeps) {
     this.config = deps.config;
@@ -79,6 +86,21 @@ export class Launcher {
       await (this.sweeping ?? new Promise((r) => setTimeout(r, 20)));
     }
     this.store.close();
+  }
+
+  /** Called when a session stops being usable (before it is removed): terminals close, shells hang up. */
+  onSessionEnd(listener: (sessionId: string) => void): void {
+    this.endListeners.add(listener);
+  }
+
+  private ended(sessionId: string): void {
+    for (const listener of this.endListeners) {
+      try {
+        listener(sessionId);
+      } catch (err) {
+        logError(this.log, err, 'a session-end listener failed', { session: sessionId });
+      }
+    }
   }
 
   resolveUser(user: string): LocalAccount {
@@ -123,7 +145,7 @@ export class Launcher {
       await this.launchAndWait(plan, this.config.session_host, plan.hostPort, controller.signal);
       this.store.transition(sessionId, 'running', { readyAt: Date.now() });
       log.info({ ms: Date.now() - now }, 'session ready');
-      return { session: view(this.store.get(sessionId) as Session), secret };
+      return { session: view(this.store.get(sessionId) as Session, app), secret };
     } catch (err) {
       await this.cleanUpFailedStart({ name: plan.name, uid: account.uid }, sessionId, err, log);
       throw err;
@@ -134,6 +156,7 @@ export class Launcher {
 
   /** Everything the backend needs, decided before anything is recorded: mounts (which may refuse), port, secret. */
   private async plan(app: AppConfig, account: LocalAccount, sessionId: string): Promise<{ plan: LaunchPlan; secret: string }> {
+    if (this.backend.kind === 'process') ensureProcessProjectFolder(this.config.projects_root, account.username);
     const { projectDir, mounts } = sessionMounts({
       projectsRoot: this.config.projects_root,
       rawDataRoots: this.config.raw_data_roots,
@@ -212,6 +235,11 @@ export class Launcher {
     return this.store.get(id);
   }
 
+  /** The API's view of a session, with the deadlines of its app. */
+  view(s: Session): SessionView {
+    return view(s, this.config.apps.find((a) => a.id === s.app));
+  }
+
   list(owner?: string): Session[] {
     return this.store.list({ owner });
   }
@@ -226,6 +254,7 @@ export class Launcher {
     }
     if (session.state === 'running' && !this.store.transition(id, 'stopping', { reason })) return false;
     if (session.state !== 'running' && session.state !== 'stopping') return false;
+    this.ended(id);
     await this.backend.remove({ name: session.name, uid: session.uid });
     this.store.transition(id, 'stopped', { endedAt: Date.now() });
     this.log.info({ session: id, user: session.username, reason }, 'session stopped');
@@ -313,6 +342,18 @@ export class Launcher {
 }
 
 /**
+ * The process backend runs every session as the launcher's own user, so there is no owner to
+ * get wrong: its working folder is created on first use, which lets `npm start` work on a
+ * fresh machine. Podman sessions still need a folder an administrator made and chowned. A name
+ * already taken by a symlink or a file is left for the mount policy to refuse.
+ */
+function ensureProcessProjectFolder(root: string, username: string): void {
+  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  const folder = path.join(root, username);
+  if (!fs.lstatSync(folder, { throwIfNoEntry: false })) fs.mkdirSync(folder, { mode: 0o700 });
+}
+
+/**
  * Podman on cgroup v1 does not always set OOMKilled; a SIGKILL (137) the launcher did not send,
  * in a session with a memory limit, is the kernel's OOM killer in practice, and is reported so.
  */
@@ -354,8 +395,10 @@ function checkApps(config: LauncherConfig, backend: 'podman' | 'process'): void 
   if (problems.length > 0) throw new ConfigError('launcher config', problems);
 }
 
-export function view(s: Session): SessionView {
+/** `app`, when given, adds the deadlines its limits set. */
+export function view(s: Session, app?: AppConfig): SessionView {
   const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t).toISOString());
+  const active = ACTIVE_STATES.includes(s.state);
   return {
     id: s.id,
     owner: s.owner,
@@ -369,5 +412,7 @@ export function view(s: Session): SessionView {
     last_activity: new Date(s.lastActivity).toISOString(),
     ended_at: iso(s.endedAt),
     reason: s.reason,
+    expires_at: active && app && app.max_lifetime_s > 0 ? iso(s.createdAt + app.max_lifetime_s * 1000) : undefined,
+    idle_deadline: active && app && app.idle_timeout_s > 0 ? iso(s.lastActivity + app.idle_timeout_s * 1000) : undefined,
   };
 }

@@ -22,7 +22,8 @@ export interface PodmanBackendOptions {
 export class PodmanBackend implements SessionBackend {
   readonly kind = 'podman';
   private readonly clients = new Map<string, PodmanClient>();
-  private readonly infos = new Map<string, PodmanInfo>();
+  /** Promises, not results: twenty concurrent first starts would otherwise ask podman's slow /info twenty times. */
+  private readonly infos = new Map<string, Promise<PodmanInfo>>();
 
   constructor(private readonly options: PodmanBackendOptions) {}
 
@@ -65,11 +66,13 @@ export class PodmanBackend implements SessionBackend {
     }
   }
 
-  private async info(client: PodmanClient): Promise<PodmanInfo> {
+  private info(client: PodmanClient): Promise<PodmanInfo> {
     let info = this.infos.get(client.socketPath);
     if (!info) {
-      info = await client.info();
+      info = client.info();
       this.infos.set(client.socketPath, info);
+      // A failed ask (podman down) is not remembered: the next start asks again.
+      info.catch(() => this.infos.delete(client.socketPath));
     }
     return info;
   }

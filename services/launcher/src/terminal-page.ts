@@ -1,7 +1,8 @@
 /**
  * What a page needs to show a session terminal: the static assets (xterm.js from its npm
- * package, our small module) and the HTML fragment that hosts it. The portal renders the
- * fragment for a signed-in person with a ticket the launcher issued for their session.
+ * package, our small module) and the HTML fragment that hosts it. The portal, which shares no
+ * code with the launcher, writes the same markup in its own view and fetches these assets over
+ * the API (`/api/terminal-assets`) to serve them from its own origin.
  */
 import path from 'node:path';
 import express, { type Router } from 'express';

@@ -32,6 +32,8 @@ export interface TerminalTarget {
   /** The command that enters the session, as an argument vector (no shell in between). */
   argv: string[];
   env?: Record<string, string>;
+  /** Where the command starts (the process backend's shell: the session's folder). */
+  cwd?: string;
   /**
    * Ends what argv started inside the session once the terminal detaches. Needed for podman:
    * killing `podman exec` does not end the shell it started in the container.
@@ -74,6 +76,14 @@ export interface TerminalOptions {
   maxFrameBytes?: number;
   /** Terminals per session at once; default 4. */
   maxPerSession?: number;
+  /**
+   * Told that a session is in use: when a terminal attaches or detaches, and every
+   * `activityIntervalMs` while one is attached, so idle culling does not end a session someone
+   * is typing in (or watching a long job in).
+   */
+  activity?: (sessionId: string) => void;
+  /** Default 30 s. */
+  activityIntervalMs?: number;
 }
 
 interface Ticket {
@@ -93,6 +103,7 @@ export class TerminalServer {
   private readonly tickets = new Map<string, Ticket>();
   private readonly attached = new Set<Attached>();
   private readonly wss: WebSocketServer;
+  private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: TerminalOptions) {
     this.wss = new WebSocketServer({
@@ -136,6 +147,28 @@ export class TerminalServer {
   close(): void {
     for (const a of [...this.attached]) this.detach(a, 1001, 'the launcher is stopping');
     this.wss.close();
+  }
+
+  private reportActivity(sessionId: string): void {
+    try {
+      this.opts.activity?.(sessionId);
+    } catch (err) {
+      this.opts.log.warn({ session: sessionId, err }, 'could not report terminal activity');
+    }
+  }
+
+  /** Runs only while some terminal is attached, so an idle launcher has no timer. */
+  private updateHeartbeat(): void {
+    if (!this.opts.activity) return;
+    if (this.attached.size > 0 && !this.heartbeat) {
+      this.heartbeat = setInterval(() => {
+        for (const id of new Set([...this.attached].map((a) => a.sessionId))) this.reportActivity(id);
+      }, this.opts.activityIntervalMs ?? 30_000);
+      this.heartbeat.unref();
+    } else if (this.attached.size === 0 && this.heartbeat) {
+      clearInterval(this.heartbeat);
+      this.heartbeat = undefined;
+    }
   }
 
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -190,9 +223,17 @@ export class TerminalServer {
     const pty = await import('node-pty');
     const [file, ...args] = target.argv;
     if (!file) throw new Error('the session has no command to enter it');
-    const proc = pty.spawn(file, args, { name: 'xterm-256color', cols: 80, rows: 24, env: { TERM: 'xterm-256color', LANG: 'C.UTF-8', PATH: process.env.PATH ?? '/usr/bin:/bin', ...target.env } });
+    const proc = pty.spawn(file, args, {
+      name: 'xterm-256color',
+      cols: 80,
+      rows: 24,
+      ...(target.cwd ? { cwd: target.cwd } : {}),
+      env: { TERM: 'xterm-256color', LANG: 'C.UTF-8', PATH: process.env.PATH ?? '/usr/bin:/bin', ...target.env },
+    });
     const entry: Attached = { sessionId, ws, pty: proc, target };
     this.attached.add(entry);
+    this.reportActivity(sessionId);
+    this.updateHeartbeat();
     this.opts.log.info({ session: sessionId, owner: target.owner, pid: proc.pid }, 'terminal attached');
     proc.onData((data) => {
       if (ws.readyState === WebSocket.OPEN) ws.send(data);
@@ -216,6 +257,9 @@ export class TerminalServer {
 
   private detach(entry: Attached, code: number, reason: string): void {
     if (!this.attached.delete(entry)) return;
+    // The idle clock starts when the last terminal goes, not at the last heartbeat.
+    if (code !== 4000) this.reportActivity(entry.sessionId);
+    this.updateHeartbeat();
     try {
       entry.pty.kill('SIGHUP');
     } catch {

@@ -33,7 +33,9 @@ import { createDevIdp, DEV_IDP_PATH, isLoopback } from './dev-idp';
 import { standingOf } from './identity';
 import { createInstrumentRoutes, NOVNC_DIR } from './instrument-page';
 import { createRelyingParty, type RelyingParty, type SignedInIdentity } from './oidc';
+import { LauncherClient } from './launcher-client';
 import { RelayClient } from './relay-client';
+import { createSessionsRoutes, SESSIONS_PATH } from './sessions-page';
 import { SqliteSessionStore } from './session-store';
 import { createViews } from './views';
 
@@ -210,6 +212,18 @@ export function createPortal(deps: PortalDeps): Portal {
       createInstrumentRoutes({ relay: new RelayClient(config.relay.api_url, config.relay.api_token_file), usermap, instruments: () => instruments, signedIn, csrfToken, views }),
     );
   }
+
+  app.use(
+    SESSIONS_PATH,
+    createSessionsRoutes({
+      launcher: config.launcher ? new LauncherClient(config.launcher.api_url, config.launcher.api_token_file) : undefined,
+      usermap,
+      signedIn,
+      csrfToken,
+      checkCsrf,
+      views,
+    }),
+  );
 
   app.use((_req, _res, next) => next(new AppError('no such page', { code: 'not_found', status: 404, publicMessage: 'There is no such page.' })));
   app.use(errorHandler(log, (status, message, req) => views.render('error', { title: 'Error', status, message, user: signedIn(req as Request) })));

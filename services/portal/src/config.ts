@@ -53,6 +53,13 @@ export const portalSection = z
         api_token_file: z.string().min(1),
       })
       .optional(),
+    /** The session launcher's API (the launcher section); without it the Sessions page says sessions are not enabled. */
+    launcher: z
+      .strictObject({
+        api_url: z.url(),
+        api_token_file: z.string().min(1),
+      })
+      .optional(),
     /** Apps shown on the dashboard. */
     apps: z.array(app).default([]),
   })
