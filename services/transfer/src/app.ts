@@ -11,7 +11,12 @@ import { z } from 'zod';
 import { AppError, closeServer, errorHandler, formatIssues, listen, type Logger, requestLog } from '@cloudlet/core';
 import type { UserMap } from '@cloudlet/usermap';
 import type { TransferConfig } from './config';
+import { Follower } from './follow';
+import { loadTemplates } from './job-templates';
 import { JOB_STATES, type Job, Queue } from './queue';
+import { remoteRoutes } from './remote-api';
+import { RemoteJobs } from './remote-jobs';
+import { FollowStore, RemoteJobStore } from './remote-store';
 import { Transferer, type TransferEvent } from './transfer';
 
 export interface TransferDeps {
@@ -26,6 +31,10 @@ export interface TransferService {
   stop(): Promise<void>;
   queue: Queue;
   transferer: Transferer;
+  remoteJobs: RemoteJobs;
+  remoteStore: RemoteJobStore;
+  follower: Follower;
+  follows: FollowStore;
 }
 
 const submitBody = z.strictObject({
@@ -52,6 +61,10 @@ export function createTransfer(deps: TransferDeps): TransferService {
   const { config, log } = deps;
   const queue = new Queue(config.ledger_file);
   const transferer = new Transferer({ config, queue, usermap: deps.usermap, log });
+  const remoteStore = new RemoteJobStore(queue.db);
+  const follows = new FollowStore(queue.db);
+  const remoteJobs = new RemoteJobs({ config, store: remoteStore, usermap: deps.usermap, log });
+  const follower = new Follower({ config, follows, remoteStore, transferer, queue, remoteJobs, usermap: deps.usermap, log });
 
   const app = express();
   app.disable('x-powered-by');
@@ -95,21 +108,33 @@ export function createTransfer(deps: TransferDeps): TransferService {
       transferer.off('event', send);
     });
   });
+  app.use(remoteRoutes({ templatesDir: config.remote_jobs.templates_dir, remoteJobs, remoteStore, follower, follows }));
   app.use(errorHandler(log));
   const server = http.createServer(app);
 
   return {
     queue,
     transferer,
+    remoteJobs,
+    remoteStore,
+    follower,
+    follows,
     async start() {
       checkKeyFiles(config);
+      // A broken template is reported now, like a config error, not at someone's first submission.
+      const templates = loadTemplates(config.remote_jobs.templates_dir);
+      if (templates.problems.length > 0) throw new AppError(templates.problems.join('; '), { code: 'config_invalid' });
       const address = await listen(server, config.listen_host, config.listen_port);
       transferer.start();
+      remoteJobs.start();
+      follower.start();
       const url = `http://${address.address}:${address.port}`;
       log.info({ url, clusters: config.clusters.map((c) => c.id), parallel: config.parallel }, 'transfer ready');
       return { url };
     },
     async stop() {
+      await follower.stop();
+      await remoteJobs.stop();
       await transferer.stop();
       await closeServer(server);
       queue.close();

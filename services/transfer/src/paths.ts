@@ -67,10 +67,12 @@ export interface SourceFile {
 export function listSource(roots: readonly string[], dir: string, names?: readonly string[]): { base: string; files: SourceFile[] } {
   const { resolved: base } = confineLocal(roots, dir);
   if (!fs.statSync(base).isDirectory()) throw refused(`local source ${JSON.stringify(dir)} is not a folder`);
-  const rels = names ? names.map((n) => checkRel(n)) : walk(base, '');
+  const entries = names ? names.map((n) => ({ rel: checkRel(n), plain: false })) : walk(base, '');
   const out: SourceFile[] = [];
-  for (const rel of rels) {
-    const { resolved } = confineLocal(roots, path.join(base, rel));
+  for (const { rel, plain } of entries) {
+    // A regular file the walk reached through real folders under the confined base is its own
+    // real path; resolving it again (an lstat per path component) took seconds for 20,000 files.
+    const resolved = plain ? path.join(base, rel) : confineLocal(roots, path.join(base, rel)).resolved;
     const stat = fs.statSync(resolved, { throwIfNoEntry: false });
     if (!stat?.isFile()) throw refused(`local file ${JSON.stringify(rel)} in ${dir} is not a regular file`);
     out.push({ rel, local: resolved, size: stat.size });
@@ -86,13 +88,16 @@ function checkRel(name: string): string {
   return name;
 }
 
-/** Regular files and symlinks (to be confined by the caller); symlinked folders are not entered. */
-function walk(base: string, rel: string): string[] {
-  const out: string[] = [];
+/**
+ * Regular files (`plain`) and symlinks (to be confined by the caller); symlinked folders are not
+ * entered, so every folder on the way to a plain file is a real one.
+ */
+function walk(base: string, rel: string): { rel: string; plain: boolean }[] {
+  const out: { rel: string; plain: boolean }[] = [];
   for (const entry of fs.readdirSync(path.join(base, rel), { withFileTypes: true })) {
     const child = rel ? `${rel}/${entry.name}` : entry.name;
     if (entry.isDirectory()) out.push(...walk(base, child));
-    else if (entry.isFile() || entry.isSymbolicLink()) out.push(child);
+    else if (entry.isFile() || entry.isSymbolicLink()) out.push({ rel: child, plain: entry.isFile() });
   }
   return out;
 }
