@@ -14,9 +14,9 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import yaml from 'js-yaml';
-import { freePort, type RunningProcess, startProcess, tempDir, waitFor } from '@cloudlet/core/testing';
-import { DEMO_IDENTITIES, PORTAL_MAIN, REPO_ROOT, testUsermap } from './harness';
+import { type RunningProcess, startProcess, waitFor } from '@cloudlet/core/testing';
+import { REPO_ROOT, testUsermap } from './harness';
+import { stackBase, startPortal } from './stack-base';
 
 const LAUNCHER_MAIN = path.join(REPO_ROOT, 'services', 'launcher', 'dist', 'main.js');
 export const SESSION_IMAGE = 'localhost/cloudlet-base:bookworm';
@@ -49,14 +49,9 @@ export interface SessionStackOptions {
 
 export async function startSessionStack(options: SessionStackOptions = {}): Promise<SessionStack> {
   const backend = options.backend ?? 'process';
-  const dir = tempDir('cloudlet-sessions-');
+  const base = await stackBase('cloudlet-sessions-');
+  const { dir, state, secrets, url, issuer, site, write } = base;
   fs.chmodSync(dir, 0o755);
-  const state = path.join(dir, 'var');
-  const secrets = path.join(state, 'secrets');
-  fs.mkdirSync(secrets, { recursive: true, mode: 0o700 });
-  const portalPort = await freePort();
-  const url = `http://127.0.0.1:${portalPort}`;
-  const issuer = `${url}/dev-idp`;
   const instance = `portal-${randomBytes(3).toString('hex')}`;
   const processes: RunningProcess[] = [];
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -69,12 +64,6 @@ export async function startSessionStack(options: SessionStackOptions = {}): Prom
   };
 
   try {
-    const write = (name: string, doc: unknown): string => {
-      const file = path.join(dir, name);
-      fs.writeFileSync(file, yaml.dump(doc));
-      return file;
-    };
-    const site = { name: 'Test facility', state_dir: state, log_level: 'info' };
     const people = testUsermap(issuer) as { people: { id: string; account: Record<string, unknown> }[] };
     const instruments = write('instruments.yml', { version: 1, instruments: [{ id: 'krios-sim', name: 'Simulated Titan Krios' }] });
     const projects = path.join(dir, 'projects');
@@ -134,24 +123,8 @@ export async function startSessionStack(options: SessionStackOptions = {}): Prom
     const launcherReady = await launcher.waitForLog((e) => e.msg === 'launcher ready', 30_000);
     const launcherApi = String(launcherReady.url);
 
-    const portal = startProcess(process.execPath, [
-      PORTAL_MAIN,
-      '--config',
-      write('portal.yml', {
-        site,
-        usermap,
-        instruments: { file: instruments },
-        portal: {
-          listen_port: portalPort,
-          session_secret_file: path.join(secrets, 'session.key'),
-          oidc: { client_secret_file: path.join(secrets, 'client.secret') },
-          dev_idp: { enabled: true, identities: DEMO_IDENTITIES },
-          ...(options.launcher === false ? {} : { launcher: { api_url: launcherApi, api_token_file: tokenFile } }),
-        },
-      }),
-    ]);
+    const portal = await startPortal(base, { usermap, instruments, portal: options.launcher === false ? {} : { launcher: { api_url: launcherApi, api_token_file: tokenFile } } });
     processes.push(portal);
-    await portal.waitForLog((e) => e.msg === 'portal ready');
     return { url, dir, launcherApi, launcherToken: fs.readFileSync(tokenFile, 'utf8').trim(), instance, ada, podman: podmanCli, processes, stop: stopAll };
   } catch (err) {
     await stopAll();

@@ -5,9 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import yaml from 'js-yaml';
-import { freePort, type RunningProcess, startProcess, startX11vnc, tempDir, type VncServer } from '@cloudlet/core/testing';
-import { DEMO_IDENTITIES, PORTAL_MAIN, REPO_ROOT, testUsermap } from './harness';
+import { type RunningProcess, startProcess, startX11vnc, type VncServer } from '@cloudlet/core/testing';
+import { REPO_ROOT, testUsermap } from './harness';
+import { stackBase, startPortal } from './stack-base';
 
 const SIM_MAIN = path.join(REPO_ROOT, 'services', 'instrument-sim', 'dist', 'main.js');
 const RELAY_MAIN = path.join(REPO_ROOT, 'services', 'instrument-relay', 'dist', 'main.js');
@@ -26,13 +26,8 @@ export interface Stack {
 }
 
 export async function startStack(options: { x11vnc?: boolean } = {}): Promise<Stack> {
-  const dir = tempDir('cloudlet-stack-');
-  const state = path.join(dir, 'var');
-  const secrets = path.join(state, 'secrets');
-  fs.mkdirSync(secrets, { recursive: true, mode: 0o700 });
-  const portalPort = await freePort();
-  const url = `http://127.0.0.1:${portalPort}`;
-  const issuer = `${url}/dev-idp`;
+  const base = await stackBase('cloudlet-stack-');
+  const { dir, state, secrets, url, issuer, site, write } = base;
   const processes: RunningProcess[] = [];
   const x11vnc = options.x11vnc ? await startX11vnc(X11VNC_PASSWORD, '1024x768x24') : undefined;
   const stopAll = async (): Promise<void> => {
@@ -42,12 +37,6 @@ export async function startStack(options: { x11vnc?: boolean } = {}): Promise<St
   };
 
   try {
-    const write = (name: string, doc: unknown): string => {
-      const file = path.join(dir, name);
-      fs.writeFileSync(file, yaml.dump(doc));
-      return file;
-    };
-    const site = { name: 'Test facility', state_dir: state, log_level: 'info' };
     const simPasswordFile = path.join(secrets, 'sim-vnc.password');
     const sim = startProcess(process.execPath, [SIM_MAIN, '--config', write('sim.yml', { site, sim: { vnc_port: 0, api_port: 0, password_file: simPasswordFile } })]);
     processes.push(sim);
@@ -71,24 +60,8 @@ export async function startStack(options: { x11vnc?: boolean } = {}): Promise<St
     processes.push(relay);
     const relayReady = await relay.waitForLog((e) => e.msg === 'relay ready');
 
-    const portal = startProcess(process.execPath, [
-      PORTAL_MAIN,
-      '--config',
-      write('portal.yml', {
-        site,
-        usermap,
-        instruments: { file: instruments },
-        portal: {
-          listen_port: portalPort,
-          session_secret_file: path.join(secrets, 'session.key'),
-          oidc: { client_secret_file: path.join(secrets, 'client.secret') },
-          dev_idp: { enabled: true, identities: DEMO_IDENTITIES },
-          relay: { api_url: String(relayReady.api_url), api_token_file: tokenFile },
-        },
-      }),
-    ]);
+    const portal = await startPortal(base, { usermap, instruments, portal: { relay: { api_url: String(relayReady.api_url), api_token_file: tokenFile } } });
     processes.push(portal);
-    await portal.waitForLog((e) => e.msg === 'portal ready');
     return {
       url,
       simApi: `http://127.0.0.1:${String(simReady.api_port)}`,

@@ -13,7 +13,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { alignedSum } from './aligned-sum';
-import { estimateCtfFromAmplitude } from './ctf';
+import { type CtfEstimate, estimateCtfFromAmplitude } from './ctf';
 import type { CtfParams } from './ctf-model';
 import { ctfDiagnosticPng } from './ctf-plot';
 import { fftHeightBelow, fftWidthBelow, isPowerOfTwo } from './fft';
@@ -44,14 +44,8 @@ export interface MotionFile {
   patches: { requested: [number, number]; estimated: false } | null;
 }
 
-export interface CtfFile {
-  defocusU_A: number;
-  defocusV_A: number;
-  astigmatismAngle_deg: number;
-  fitResolution_A: number;
-  cc: number;
-  /** Only when the configuration asks for a phase-plate fit. */
-  phaseShift_deg?: number;
+/** ctf.json: the fit (phase shift only when the configuration asks for a phase-plate fit) and what it assumed. */
+export interface CtfFile extends CtfEstimate {
   pixelSize_A: number;
   voltage_kV: number;
   cs_mm: number;
